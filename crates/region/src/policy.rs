@@ -323,9 +323,11 @@ impl PageSize {
 pub struct CachePolicy {
     /// Page size.
     pub page_size: PageSize,
-    /// Fault every page in at create/grow (`MADV_POPULATE_WRITE`). hugetlb regions
-    /// with a placement are always populated, so a node without free huge pages
-    /// fails at create time, not with SIGBUS later.
+    /// Fault every page in at create/grow (`MADV_POPULATE_WRITE`). Some regions
+    /// are always populated because that is how their memory is committed: THP
+    /// regions (fallocate would allocate base pages) and hugetlb regions with a
+    /// placement (so a node without free huge pages fails at create time, not
+    /// with SIGBUS later).
     pub populate: bool,
     /// `mlock` the region (needs RLIMIT_MEMLOCK or CAP_IPC_LOCK).
     pub lock: bool,

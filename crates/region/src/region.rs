@@ -1107,10 +1107,12 @@ impl Region {
     /// Placement, then commit: must run before anything touches the pages.
     fn commit_tail(&self, from: usize, to: usize) -> Result<()> {
         self.apply_policy(from, to)?;
-        if self.commit && !self.page_size.is_hugetlb() {
+        if self.commit && self.page_size == PageSize::Base {
             // Allocates the pages now (under the shared policy set above), so that
             // out-of-memory is an error here and never a SIGBUS in a peer. hugetlb
-            // memory is reserved by mmap instead. KEEP_SIZE: growth may commit
+            // memory is reserved by mmap; THP memory is committed by populating
+            // through the mapping (fallocate has no VMA, so it would allocate base
+            // pages under shmem_enabled=advise). KEEP_SIZE: growth may commit
             // before extending the file.
             rustix::fs::fallocate(&self.fd, FallocateFlags::KEEP_SIZE, from as u64, (to - from) as u64)
                 .map_err(|e| RegionError::sys("fallocate (commit)", e))?;
@@ -1123,7 +1125,9 @@ impl Region {
         let len = to - from;
         // SAFETY: in-range of our own mapping.
         let ptr = unsafe { self.base.as_ptr().add(from) };
-        let populate = self.cache.populate || (self.page_size.is_hugetlb() && self.placement.is_some());
+        let populate = self.cache.populate
+            || (self.page_size.is_hugetlb() && self.placement.is_some())
+            || (self.page_size == PageSize::Thp && self.commit);
         if populate {
             // SAFETY: populating faults pages in; contents are unchanged.
             unsafe { rustix::mm::madvise(ptr.cast(), len, Advice::LinuxPopulateWrite) }.map_err(|e| match e {
@@ -1904,7 +1908,7 @@ impl Region {
     /// See [`NodePages`].
     pub fn pages_per_node(&self, offset: usize, size: usize) -> Result<NodePages> {
         self.check_range(offset, size)?;
-        let page = self.page_size.bytes();
+        let page = self.query_granule();
         let start = offset - offset % page;
         let end = (offset + size).next_multiple_of(page).min(self.len());
         let mut counts: Vec<(u32, usize)> = Vec::new();
@@ -1980,8 +1984,18 @@ impl Region {
         Ok(pages)
     }
 
+    /// The unit placement is counted in: the hugetlb page, else the base page
+    /// (a THP region may mix huge and base pages).
+    fn query_granule(&self) -> usize {
+        if self.page_size.is_hugetlb() {
+            self.page_size.bytes()
+        } else {
+            4096
+        }
+    }
+
     fn first_page_on(&self, node: u32) -> Result<Option<usize>> {
-        let page = self.page_size.bytes();
+        let page = self.query_granule();
         let mut status = [0i32; 1];
         for off in (0..self.len()).step_by(page) {
             sys::query_pages(&[self.base.as_ptr() as usize + off], &mut status)
