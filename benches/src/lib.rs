@@ -1,1 +1,116 @@
-//! Benchmarks: see benches/.
+//! The measured paths of numashm beside their baselines.
+//!
+//! Criterion (`benches/*.rs`) and `numashm bench` call the same functions, so
+//! the quick report and the careful measurement time the same code. Every
+//! comparison runs ours and the baseline interleaved (A, B, A, B, ...) in one
+//! process, so both see the same machine state, and reports the ratio of
+//! medians (see `../shared/benchmarks.md` for each definition and target).
+#![deny(unsafe_code)]
+
+pub mod region;
+
+use std::time::{Duration, Instant};
+
+/// One side-by-side figure.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Ratio name, as in the `ratios:` line.
+    pub name: &'static str,
+    /// What "ours" measures.
+    pub ours_label: &'static str,
+    /// What the baseline measures.
+    pub baseline_label: &'static str,
+    /// Median of ours, nanoseconds per operation.
+    pub ours_ns: f64,
+    /// 99th percentile of ours.
+    pub ours_p99_ns: f64,
+    /// Median of the baseline, nanoseconds per operation.
+    pub baseline_ns: f64,
+    /// 99th percentile of the baseline.
+    pub baseline_p99_ns: f64,
+    /// ours ÷ baseline (or baseline ÷ ours where higher is better).
+    pub ratio: f64,
+    /// The target ratio.
+    pub target: f64,
+    /// Whether a higher ratio is better (throughput ratios).
+    pub higher_is_better: bool,
+}
+
+impl Comparison {
+    /// Whether the target is met.
+    pub fn meets_target(&self) -> bool {
+        if self.higher_is_better {
+            self.ratio >= self.target
+        } else {
+            self.ratio <= self.target
+        }
+    }
+}
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Interleaved rounds (each runs ours once and the baseline once).
+    pub rounds: usize,
+}
+
+impl Budget {
+    /// For `numashm bench --quick`.
+    pub const QUICK: Budget = Budget { rounds: 15 };
+    /// For the full report.
+    pub const FULL: Budget = Budget { rounds: 61 };
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+/// Runs `ours` and `baseline` in alternation; each returns nanoseconds per
+/// operation for one round. Returns (ours median, ours p99, baseline median, baseline p99).
+pub fn interleave(
+    rounds: usize,
+    mut ours: impl FnMut() -> f64,
+    mut baseline: impl FnMut() -> f64,
+) -> (f64, f64, f64, f64) {
+    // Warm both paths (page cache, topology, branch predictors).
+    ours();
+    baseline();
+    let mut a = Vec::with_capacity(rounds);
+    let mut b = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        // Alternate who goes first so neither always runs on a warmer cache.
+        if i % 2 == 0 {
+            a.push(ours());
+            b.push(baseline());
+        } else {
+            b.push(baseline());
+            a.push(ours());
+        }
+    }
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    (percentile(&a, 0.5), percentile(&a, 0.99), percentile(&b, 0.5), percentile(&b, 0.99))
+}
+
+/// Times `iters` calls of `f`, in nanoseconds per call.
+pub fn per_op(iters: u64, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// Nanoseconds in a duration, as f64.
+pub fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+/// Every comparison of the quick report that the crates built so far provide.
+pub fn all(budget: Budget) -> Vec<Comparison> {
+    region::all(budget)
+}

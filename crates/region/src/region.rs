@@ -1940,6 +1940,52 @@ impl Region {
         Ok(NodePages { per_node: counts, not_present, page_size: page })
     }
 
+    /// Counts the pages of the whole region per NUMA node without allocating
+    /// anything: pages resident in the backing (`mincore`) are mapped read-only
+    /// into this process (`MADV_POPULATE_READ`) and then counted; holes stay
+    /// holes. This is how an observer (e.g. `numashm inspect`) measures a region
+    /// that other processes use, without disturbing it.
+    ///
+    /// # Errors
+    ///
+    /// The mincore, madvise or move_pages errno.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use numashm_region::{Region, RegionOptions};
+    /// let host = RegionOptions::new(1 << 20).populate(true).create_anonymous("doc-resident")?;
+    /// let observer = Region::attach_fd(host.as_fd().try_clone_to_owned().unwrap())?;
+    /// assert_eq!(observer.pages_per_node(0, observer.len())?.present(), 0);
+    /// assert_eq!(observer.resident_pages_per_node()?.present(), 256);
+    /// # Ok::<(), numashm_region::RegionError>(())
+    /// ```
+    pub fn resident_pages_per_node(&self) -> Result<NodePages> {
+        let len = self.len();
+        let mut vec = vec![0u8; len.div_ceil(4096)];
+        // SAFETY: our own page-aligned mapping of `len` bytes; one byte per page.
+        unsafe { sys::resident(self.base.as_ptr(), len, &mut vec) }.map_err(|e| RegionError::sys("mincore", e))?;
+        let mut page = 0;
+        while page < vec.len() {
+            if vec[page] & 1 == 0 {
+                page += 1;
+                continue;
+            }
+            let start = page;
+            while page < vec.len() && vec[page] & 1 != 0 {
+                page += 1;
+            }
+            // SAFETY: populating (read) resident pages of our own mapping maps
+            // them without changing or allocating anything.
+            unsafe {
+                rustix::mm::madvise(self.base.as_ptr().add(start * 4096).cast(), (page - start) * 4096, Advice::LinuxPopulateRead)
+            }
+            .map_err(|e| RegionError::sys("madvise(MADV_POPULATE_READ)", e))?;
+        }
+        self.pages_per_node(0, len)
+    }
+
     /// The node of the page at `offset`, faulting it in if needed
     /// (`get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR)`): a second opinion to
     /// [`Region::pages_per_node`].

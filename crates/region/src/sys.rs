@@ -127,3 +127,24 @@ pub(crate) unsafe fn node_of_address(addr: *const u8) -> Result<u32, Errno> {
         Err(last_errno())
     }
 }
+
+/// `mincore(2)`: which pages of `[addr, addr+len)` are resident in the page cache.
+///
+/// # Safety
+///
+/// - `addr..addr+len` must be a mapping of the caller, `addr` page-aligned.
+///
+/// # References
+/// - [`mincore(2)`](https://man7.org/linux/man-pages/man2/mincore.2.html)
+#[doc(alias = "mincore")]
+pub(crate) unsafe fn resident(addr: *mut u8, len: usize, out: &mut [u8]) -> Result<(), Errno> {
+    assert!(out.len() >= len.div_ceil(4096));
+    // SAFETY: 1. `out` holds one byte per 4 KiB page of the range (asserted);
+    // 2. the caller guarantees the range is its own page-aligned mapping.
+    let rc = unsafe { libc::mincore(addr.cast(), len, out.as_mut_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
