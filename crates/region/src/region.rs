@@ -629,7 +629,7 @@ impl RegionOptions {
             cache,
             commit: self.commit,
         };
-        region.map_tail(0, len)?;
+        region.map_and_place(0, region.ahead_len(len), ProtFlags::READ | ProtFlags::WRITE)?;
         if let Err(e) = region.prepare_tail(0, len, self.fallback) {
             if matches!(e, RegionError::Unavailable { what: "mlock", .. }) && self.fallback {
                 cache.lock = false;
@@ -980,8 +980,11 @@ impl Region {
             cache: CachePolicy { lock: false, populate: false, ..info.cache },
             commit: info.commit,
         };
-        region.map_tail_prot(0, info.len, prot)?;
-        region.apply_policy(0, info.len)?;
+        region.map_and_place(0, region.ahead_len(info.len), prot)?;
+        // Fault the header page in now: check_and_remap reads it on every call,
+        // and its first read should not pay a page fault.
+        // Relaxed: only touches the page; the value is not used.
+        std::hint::black_box(region.header().len.load(Ordering::Relaxed));
         region.mapped.store(info.len, Ordering::Release); // SYNC local-mapped (see check_and_remap)
         Ok(region)
     }
@@ -1026,8 +1029,36 @@ impl Region {
         self.header().magic.store(REGION_MAGIC, Ordering::Release);
     }
 
-    fn map_tail(&self, from: usize, to: usize) -> Result<()> {
-        self.map_tail_prot(from, to, ProtFlags::READ | ProtFlags::WRITE)
+    /// Whether the whole reservation is one shared mapping of the backing,
+    /// made at create/attach. Then growth needs no mmap: pages past the
+    /// published length lie past the file's end and become valid when the file
+    /// grows. hugetlb cannot do this (its mmap reserves huge pages for the whole
+    /// mapping), so it maps each new tail inside a PROT_NONE reservation.
+    fn maps_ahead(&self) -> bool {
+        !self.page_size.is_hugetlb()
+    }
+
+    /// How much to map at create/attach when `len` bytes are published.
+    fn ahead_len(&self, len: usize) -> usize {
+        if self.maps_ahead() {
+            self.reserved
+        } else {
+            len
+        }
+    }
+
+    /// Maps `[from, to)` and applies placement and advice to it.
+    fn map_and_place(&self, from: usize, to: usize, prot: ProtFlags) -> Result<()> {
+        self.map_tail_prot(from, to, prot)?;
+        self.apply_policy(from, to)
+    }
+
+    fn prot(&self) -> ProtFlags {
+        if self.writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        }
     }
 
     /// Maps `[from, to)` of the backing at the same offsets inside the reservation.
@@ -1104,9 +1135,8 @@ impl Region {
         self.fault_tail(from, to, fallback)
     }
 
-    /// Placement, then commit: must run before anything touches the pages.
+    /// Commit: runs after placement and before anything touches the pages.
     fn commit_tail(&self, from: usize, to: usize) -> Result<()> {
-        self.apply_policy(from, to)?;
         if self.commit && self.page_size == PageSize::Base {
             // Allocates the pages now (under the shared policy set above), so that
             // out-of-memory is an error here and never a SIGBUS in a peer. hugetlb
@@ -1210,8 +1240,8 @@ impl Region {
         if new_len == current {
             return Ok(());
         }
-        let result = self
-            .map_tail(current, new_len)
+        let mapped_here = !self.maps_ahead();
+        let result = if mapped_here { self.map_and_place(current, new_len, self.prot()) } else { Ok(()) }
             .and_then(|()| self.commit_tail(current, new_len))
             .and_then(|()| {
                 // The file grows before populating: touching past its end faults.
@@ -1221,14 +1251,14 @@ impl Region {
         if let Err(e) = result {
             // Give the tail back to the reservation. The file may have grown
             // already (it cannot shrink: sealed); the header's length is what counts.
-            // SAFETY: the tail lies in our reservation and is not yet published.
-            unsafe {
-                let _ = rustix::mm::mmap_anonymous(
+            if mapped_here {
+                // SAFETY: the tail lies in our reservation and is not yet published.
+                let _ = unsafe { rustix::mm::mmap_anonymous(
                     self.base.as_ptr().add(current).cast(),
                     new_len - current,
                     ProtFlags::empty(),
                     MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
-                );
+                ) };
             }
             if self.commit && !self.page_size.is_hugetlb() {
                 let _ = rustix::fs::fallocate(
@@ -1319,9 +1349,9 @@ impl Region {
                 format!("published length {published:#x} is beyond the end of the backing ({file_len:#x})"),
             ));
         }
-        let prot = if self.writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
-        self.map_tail_prot(mapped, published, prot)?;
-        self.apply_policy(mapped, published)?;
+        if !self.maps_ahead() {
+            self.map_and_place(mapped, published, self.prot())?;
+        }
         self.mapped.store(published, Ordering::Release); // SYNC local-mapped
         Ok(true)
     }
@@ -1707,9 +1737,7 @@ impl Region {
     /// See [`Region::add_fd_mapping`].
     pub fn remove_mapping(&self, offset: usize, size: usize) -> Result<()> {
         self.check_data_pages(offset, size)?;
-        let prot = if self.writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
-        self.map_tail_prot(offset, offset + size, prot)?;
-        self.apply_policy(offset, offset + size)
+        self.map_and_place(offset, offset + size, self.prot())
     }
 
     /// `msync(MS_SYNC)` of a range (for named files on a disk filesystem).
@@ -1957,7 +1985,8 @@ impl Region {
     /// use numashm_region::{Region, RegionOptions};
     /// let host = RegionOptions::new(1 << 20).populate(true).create_anonymous("doc-resident")?;
     /// let observer = Region::attach_fd(host.as_fd().try_clone_to_owned().unwrap())?;
-    /// assert_eq!(observer.pages_per_node(0, observer.len())?.present(), 0);
+    /// // Only the header page is mapped in the observer so far.
+    /// assert_eq!(observer.pages_per_node(4096, observer.len() - 4096)?.present(), 0);
     /// assert_eq!(observer.resident_pages_per_node()?.present(), 256);
     /// # Ok::<(), numashm_region::RegionError>(())
     /// ```
