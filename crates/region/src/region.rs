@@ -1985,8 +1985,8 @@ impl Region {
     /// use numashm_region::{Region, RegionOptions};
     /// let host = RegionOptions::new(1 << 20).populate(true).create_anonymous("doc-resident")?;
     /// let observer = Region::attach_fd(host.as_fd().try_clone_to_owned().unwrap())?;
-    /// // Only the header page is mapped in the observer so far.
-    /// assert_eq!(observer.pages_per_node(4096, observer.len() - 4096)?.present(), 0);
+    /// // The observer has mapped only the header (and the kernel's fault-around) so far.
+    /// assert!(observer.pages_per_node(0, observer.len())?.present() < 256);
     /// assert_eq!(observer.resident_pages_per_node()?.present(), 256);
     /// # Ok::<(), numashm_region::RegionError>(())
     /// ```
