@@ -2,6 +2,8 @@
 //! `../shared/benchmarks.md`). The measured code is `numashm_benches::region`,
 //! the same that `numashm bench` runs.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use std::os::fd::AsFd;
 use std::time::Duration;
 

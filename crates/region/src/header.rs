@@ -87,7 +87,9 @@ fn fnv1a(words: &[u64]) -> u64 {
     h
 }
 
-/// Checksum over the fields that never change after creation.
+/// Checksum over the fields that never change after creation (one argument
+/// per header field, in header order).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn immutable_checksum(
     version: u32,
     header_len: u32,

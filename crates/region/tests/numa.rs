@@ -103,11 +103,9 @@ fn migrate_moves_present_pages_to_another_node() {
 fn hugetlb_pages_land_on_each_node() {
     for node in nodes_with_memory() {
         let free = free_huge_pages(2 * MIB, Some(node)).unwrap_or(0);
-        if free < 2 {
-            if !is_root() || !reserve_node_huge_pages(node, 2) {
-                skip(&format!("fewer than 2 free 2 MiB huge pages on node {node}"));
-                continue;
-            }
+        if free < 2 && (!is_root() || !reserve_node_huge_pages(node, 2)) {
+            skip(&format!("fewer than 2 free 2 MiB huge pages on node {node}"));
+            continue;
         }
         let r = RegionOptions::new(4 * MIB).node(node).page_size(PageSize::Huge2M).create_anonymous("numa-huge").unwrap();
         assert_eq!(r.kernel_page_size().unwrap().0, 2 * MIB);

@@ -1,6 +1,8 @@
 //! Helpers shared by the region integration tests: unique paths, root checks,
 //! and re-running this test binary as a child process with a role.
 #![allow(dead_code)]
+// Test bookkeeping, not shared-memory algorithms: the loom ban does not apply.
+#![allow(clippy::disallowed_types)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
