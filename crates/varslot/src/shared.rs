@@ -4,7 +4,7 @@
 
 use crate::alloc::Allocator;
 use crate::error::{AttachError, CreateError};
-use crate::layout::{round_up, Config, EXTENT_ALIGN, HEADER_WORDS, H_CONTROL_WORDS};
+use crate::layout::{round_up, Config, EXTENT_ALIGN, HEADER_WORDS, H_CONTROL_WORDS, H_MAGIC, MAGIC};
 use crate::memory::SegmentMemory;
 use crate::sync::Ordering;
 use crate::words::{SegmentWords, Words};
@@ -77,8 +77,13 @@ impl<M: SegmentMemory> Allocator<SegmentWords, M> {
         // SAFETY: 1. aligned, and `HEADER_WORDS * 8 <= mapped_len` bytes are valid;
         // 2. `header` is only used before `mem` moves; 3. atomic access only.
         let header = unsafe { SegmentWords::new(mem.base(), HEADER_WORDS) };
-        // Relaxed: only a bound for the slice below; `validate` re-reads everything after
-        // the magic's Acquire.
+        // SYNC header-publish (Acquire): pairs with the creator's Release store of the
+        // magic; `validate` re-checks it and everything else.
+        let magic = header.words()[H_MAGIC].load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(bad("magic", magic));
+        }
+        // Relaxed: ordered after the magic's Acquire; only a bound for the slice below.
         let cw = header.words()[H_CONTROL_WORDS].load(Ordering::Relaxed);
         if cw < HEADER_WORDS as u64 || cw > (mapped / 8) as u64 {
             return Err(bad("control_words", cw));
