@@ -144,6 +144,23 @@ impl<B: BellMemory> Doorbell<B> {
         Ok(n)
     }
 
+    /// Registered waiters now, without waking anybody; a snapshot (for
+    /// operators and tests).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let bell = numashm_ring::Doorbell::new();
+    /// let _armed = bell.arm();
+    /// assert_eq!(bell.waiters().armed, 1);
+    /// ```
+    pub fn waiters(&self) -> Notified {
+        // Acquire: pairs with the registering RMWs, so a waiter seen here has
+        // registered (it may still be polling before it parks).
+        let w = self.block().waiters.load(Ordering::Acquire);
+        Notified { parked: w & PARKED_MASK, armed: w >> 16 }
+    }
+
     /// [`notify`](Self::notify), and if an armed waiter is registered, also
     /// signal `event` (the eventfd the waiter polls).
     ///

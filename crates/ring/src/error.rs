@@ -115,9 +115,9 @@ pub enum PopError {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum LayoutError {
-    /// The capacity is zero, not a power of two, or above
-    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY).
-    #[error("capacity {0} is not a power of two in 1..=2^32")]
+    /// The capacity is not a power of two, below the kind's minimum (1 for
+    /// SPSC, 2 for MPMC) or above [`MAX_CAPACITY`](crate::MAX_CAPACITY).
+    #[error("capacity {0} is not a power of two in 1..=2^32 (2..=2^32 for MPMC)")]
     Capacity(u64),
     /// The base pointer is not aligned to [`ALIGN`](crate::ALIGN) bytes.
     #[error("base address {addr:#x} is not {align}-byte aligned")]

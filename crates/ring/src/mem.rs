@@ -128,8 +128,14 @@ pub(crate) const fn ring_bytes(kind: Kind, capacity: u64) -> Option<usize> {
     }
 }
 
-pub(crate) fn check_capacity(capacity: u64) -> Result<(), LayoutError> {
-    if capacity == 0 || !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
+/// SPSC rings take any power of two; MPMC rings need at least 2 cells (with
+/// one cell, "free for position p" and "full with p - 1" are both sequence p).
+pub(crate) fn check_capacity(kind: Kind, capacity: u64) -> Result<(), LayoutError> {
+    let min = match kind {
+        Kind::Spsc => 1,
+        Kind::Mpmc => 2,
+    };
+    if capacity < min || !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
         return Err(LayoutError::Capacity(capacity));
     }
     Ok(())
@@ -196,7 +202,7 @@ impl core::fmt::Debug for HeapMemory {
 
 impl HeapMemory {
     pub(crate) fn new(kind: Kind, capacity: u64) -> Result<Self, LayoutError> {
-        check_capacity(capacity)?;
+        check_capacity(kind, capacity)?;
         let n = capacity as usize * kind.words_per_cell();
         let words = (0..n).map(|i| AtomicU64::new(initial_word(kind, i))).collect();
         Ok(HeapMemory(Arc::new(HeapRing {
@@ -318,7 +324,7 @@ impl SharedMemory {
         kind: Kind,
         capacity: u64,
     ) -> Result<Self, LayoutError> {
-        check_capacity(capacity)?;
+        check_capacity(kind, capacity)?;
         let base = check_range(ptr, len)?;
         let needed = ring_bytes(kind, capacity).ok_or(LayoutError::Capacity(capacity))?;
         if len < needed {
@@ -374,7 +380,7 @@ impl SharedMemory {
         // Relaxed: as for the version. Hostile: validated right below, and
         // only this validated copy is used afterwards.
         let capacity = header.meta.capacity.load(Ordering::Relaxed);
-        check_capacity(capacity)?;
+        check_capacity(kind, capacity)?;
         let needed = ring_bytes(kind, capacity).ok_or(LayoutError::Capacity(capacity))?;
         if len < needed {
             return Err(LayoutError::TooSmall { needed, len });

@@ -73,7 +73,7 @@ impl Mpmc<HeapMemory> {
     /// # Errors
     ///
     /// [`LayoutError::Capacity`] unless `capacity` is a power of two in
-    /// `1..=MAX_CAPACITY`.
+    /// `2..=MAX_CAPACITY`.
     ///
     /// # Examples
     ///
@@ -169,10 +169,10 @@ impl<M: RingMemory> Mpmc<M> {
     ///
     /// ```
     /// use numashm_ring::{Mpmc, PushError};
-    /// let ring = Mpmc::new(1)?;
-    /// ring.push(1).unwrap();
-    /// assert_eq!(ring.push(2), Err(PushError::Full(2)));
-    /// # Ok::<(), numashm_ring::LayoutError>(())
+    /// let ring = Mpmc::new(2)?;
+    /// ring.push_slice(&[1, 2])?;
+    /// assert_eq!(ring.push(3), Err(PushError::Full(3)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn push(&self, value: u64) -> Result<(), PushError> {
         let tail = &self.mem.header().tail.value;
