@@ -332,9 +332,17 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
     }
 
-    #[inline]
+    /// Word `i` of the control area. Every index the allocator computes comes from the
+    /// validated local layout (class < classes, extent < max_extents, slot < slots), so it
+    /// is below `layout.control_words`, which `create` / `attach` checked against the
+    /// word array's length; the check is therefore a `debug_assert!`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
     fn w(&self, i: usize) -> &AtomicU64 {
-        &self.words.words()[i]
+        let words = self.words.words();
+        debug_assert!(i < self.layout.control_words && self.layout.control_words <= words.len());
+        // SAFETY: `i < layout.control_words <= words.len()` (see above): in bounds.
+        unsafe { words.get_unchecked(i) }
     }
 
     #[inline]
@@ -464,7 +472,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     /// Pop one slot from an extent's free list (Treiber stack, tagged head).
-    #[inline]
+    #[inline(always)]
     fn pop(&self, c: &ClassInfo, class: usize, ext: usize, peer: PeerId) -> Result<Option<Handle>, AllocError> {
         let head_w = self.ext_word(c, ext, X_HEAD);
         // SYNC free-push (Acquire): see the pushed slot's metadata and the last
@@ -507,7 +515,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
                     // Relaxed: the slot is ours alone now; later transitions are CASes
                     // (SYNC slot-state) and handoffs to other peers synchronise there.
                     self.meta_word(c, ext, idx as usize).store(meta(S_ALLOCATED, g, peer), Ordering::Relaxed);
-                    return Ok(Handle::pack(class, ext, idx as usize, g));
+                    // `class`, `ext`, `idx` are in range (local layout); `g != 0` checked.
+                    return Ok(Handle::pack_in_range(class, ext, idx as usize, g));
                 }
                 Err(cur) => {
                     head = cur;
@@ -518,7 +527,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     /// Push a slot whose metadata we just turned Free (generation `g`) onto its list.
-    #[inline]
+    #[inline(always)]
     fn push(&self, c: &ClassInfo, ext: usize, slot: usize, g: u32, mut head: u64) {
         let head_w = self.ext_word(c, ext, X_HEAD);
         let meta_w = self.meta_word(c, ext, slot);
@@ -597,7 +606,21 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     #[inline]
     pub fn free(&self, h: Handle) -> Result<(), HandleError> {
         let l = self.locate(h)?;
-        self.to_free(&l, |m| check(m, h).map(|_| true)).map(|_| ())
+        let meta_w = self.meta_word(l.class, l.ext, l.slot);
+        // Relaxed (both): first guesses; the CASes validate them.
+        let mut cur = meta_w.load(Ordering::Relaxed);
+        let head = self.ext_word(l.class, l.ext, X_HEAD).load(Ordering::Relaxed);
+        let g = next_gen(h.generation());
+        loop {
+            check(cur, h)?;
+            // SYNC slot-state (AcqRel): as in `to_free`.
+            match meta_w.compare_exchange(cur, meta(S_FREE, g, head_index(head)), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.push(l.class, l.ext, l.slot, g, head);
+        Ok(())
     }
 
     /// Allocated → InFlight, recording `to` (the receiving peer, who will free it) as

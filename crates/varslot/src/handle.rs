@@ -52,6 +52,7 @@ pub struct Handle(NonZeroU64);
 
 impl Handle {
     /// Pack the fields; `None` if the generation is 0 or a field does not fit.
+    #[cfg(test)]
     pub(crate) fn pack(class: usize, extent: usize, slot: usize, generation: u32) -> Option<Self> {
         if class >= MAX_CLASSES || extent >= MAX_EXTENTS || slot >= MAX_SLOTS {
             return None;
@@ -64,6 +65,17 @@ impl Handle {
         if u64::from(generation) & GEN_MASK == 0 {
             return None;
         }
+        NonZeroU64::new(raw).map(Self)
+    }
+
+    /// Pack fields already known to be in range, with `generation != 0`.
+    #[inline(always)]
+    pub(crate) fn pack_in_range(class: usize, extent: usize, slot: usize, generation: u32) -> Option<Self> {
+        debug_assert!(class < MAX_CLASSES && extent < MAX_EXTENTS && slot < MAX_SLOTS);
+        let raw = u64::from(generation)
+            | (slot as u64) << SLOT_SHIFT
+            | (extent as u64) << EXTENT_SHIFT
+            | (class as u64) << CLASS_SHIFT;
         NonZeroU64::new(raw).map(Self)
     }
 
