@@ -18,6 +18,27 @@ use rustix::mm::{MapFlags, ProtFlags};
 const MAX_LEN: usize = 64 << 20;
 const PAGE: usize = 4096;
 const ENV: &str = "NUMASHM_VARSLOT_CHILD_FD";
+const BARRIER_ENV: &str = "NUMASHM_VARSLOT_BARRIER";
+
+/// A start barrier word living in a slot both processes resolve, so the two stress
+/// loops really overlap. Waits (with a watchdog) until the word is at least `until`.
+fn barrier<'a>(a: &'a SharedAllocator<ShmMemory>, h: Handle) -> &'a numashm_varslot::sync::AtomicU64 {
+    let s = a.resolve(h).unwrap();
+    assert!(s.len() >= 8 && s.as_ptr() as usize % 8 == 0);
+    // SAFETY: 1. the slot is mapped, 8-aligned and at least 8 bytes (checked); 2. it
+    // stays allocated until both processes are done with it (the parent frees it last);
+    // 3. both processes access these 8 bytes only atomically.
+    unsafe { &*s.as_ptr().cast::<numashm_varslot::sync::AtomicU64>() }
+}
+
+fn wait_for(word: &numashm_varslot::sync::AtomicU64, until: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Acquire: pairs with the other side's Release store (SYNC test-barrier).
+    while word.load(Ordering::Acquire) < until {
+        assert!(Instant::now() < deadline, "watchdog: the other process never arrived");
+        std::thread::yield_now();
+    }
+}
 
 /// Test-only shared memory: a reserved virtual range with a memfd mapped over its prefix.
 struct ShmMemory {
@@ -205,6 +226,7 @@ fn two_processes_share_slots_without_loss_or_duplication() {
     let fd = rustix::fs::memfd_create("varslot-test", MemfdFlags::CLOEXEC).unwrap();
     let mem = ShmMemory::new(fd);
     let a = SharedAllocator::create(&config(), mem).unwrap();
+    let bar = a.alloc(8, 1).unwrap();
     let path = format!("/proc/{}/fd/{}", std::process::id(), {
         use std::os::fd::AsRawFd;
         a.memory().fd.as_raw_fd()
@@ -212,9 +234,14 @@ fn two_processes_share_slots_without_loss_or_duplication() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "cross_process_child", "--nocapture", "--test-threads=1"])
         .env(ENV, &path)
+        .env(BARRIER_ENV, bar.to_u64().to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let word = barrier(&a, bar);
+    wait_for(word, 1);
+    // Release: SYNC test-barrier.
+    word.store(2, Ordering::Release);
     let (ours, _, bad) = stress(&a, 1, rounds(), true);
     assert_eq!(bad, 0, "a slot of ours was overwritten: handed out twice");
     // Watchdog: never wait forever for the child.
@@ -242,6 +269,7 @@ fn two_processes_share_slots_without_loss_or_duplication() {
     let theirs: u64 = report.split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(ours, rounds());
     assert_eq!(theirs, rounds());
+    a.free(bar).unwrap();
     // No slot lost: every slot of every published extent can be allocated, once.
     for class in 0..a.class_count() {
         let total = a.extent_count(class) * a.slots_per_extent(class).unwrap();
@@ -262,6 +290,11 @@ fn cross_process_child() {
     let Ok(path) = std::env::var(ENV) else { return };
     let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let a = SharedAllocator::attach(ShmMemory::new(file.into())).unwrap();
+    let bar = Handle::from_u64(std::env::var(BARRIER_ENV).unwrap().parse().unwrap()).unwrap();
+    let word = barrier(&a, bar);
+    // Release: SYNC test-barrier.
+    word.store(1, Ordering::Release);
+    wait_for(word, 2);
     let (n, sum, bad) = stress(&a, 2, rounds(), false);
     assert_eq!(bad, 0, "a slot of ours was overwritten: handed out twice");
     println!("CHILD {n} {sum}");
