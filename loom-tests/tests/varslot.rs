@@ -169,3 +169,32 @@ fn two_reclaimers_reclaim_once() {
         assert_eq!(drain(&a), 2);
     });
 }
+
+/// The owner releases an extent while another thread allocates and frees in it: the
+/// release either finds a slot in use (NotEmpty) or wins, and then the allocation saw
+/// the extent empty. After a recommit every slot is there exactly once.
+#[test]
+fn release_racing_alloc_free() {
+    loom::model(|| {
+        let a = allocator(2, 1);
+        let a1 = a.clone();
+        let user = thread::spawn(move || match a1.alloc(1, 3) {
+            Ok(h) => {
+                a1.free(h).unwrap();
+                true
+            }
+            Err(AllocError::Exhausted { .. }) => false,
+            Err(e) => panic!("{e}"),
+        });
+        let released = a.release_extent(0, 0);
+        let used = user.join().unwrap();
+        match released {
+            Ok(()) => {
+                assert_eq!(a.grow(0, None), Ok(0));
+            }
+            Err(numashm_varslot::ReleaseError::NotEmpty) => assert!(used),
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(drain(&a), 2);
+    });
+}

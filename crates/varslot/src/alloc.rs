@@ -48,7 +48,19 @@ pub struct Allocator<W: Words, M: SegmentMemory> {
     data_start: usize,
     max_len: usize,
     owner: bool,
-    grow_lock: Mutex<()>,
+    /// Owner only: serialises `grow` / `release_extent` and holds the authoritative
+    /// end of the data area (the shared `data_end` word is informational: a hostile
+    /// guest could rewrite it).
+    grow_lock: Mutex<OwnerState>,
+}
+
+/// What the owner keeps to itself about the data area, so that hostile rewrites of
+/// shared words cannot steer `grow` or `release_extent` (which punches holes).
+#[derive(Debug)]
+struct OwnerState {
+    data_end: usize,
+    /// Offset of extent `e` of class `c` at `c * max_extents + e` (empty in guests).
+    offsets: Vec<usize>,
 }
 
 /// The allocator with heap-owned words and heap memory: what tests, loom and miri run.
@@ -164,7 +176,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         // SYNC header-publish (Release): every word above is visible to an attacher
         // that Acquire-loads the magic.
         w[H_MAGIC].store(MAGIC, Ordering::Release);
-        let this = Self { words, mem, layout, data_start, max_len, owner: true, grow_lock: Mutex::new(()) };
+        let owned = OwnerState { data_end: data_start, offsets: vec![usize::MAX; layout_len(&layout)] };
+        let grow_lock = Mutex::new(owned);
+        let this = Self { words, mem, layout, data_start, max_len, owner: true, grow_lock };
         for class in 0..this.layout.classes.len() {
             for _ in 0..cfg.initial_extents {
                 this.grow(class, cfg.node)?;
@@ -193,11 +207,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     pub(crate) fn attach_at(words: W, mem: M, min_data_start: usize) -> Result<Self, AttachError> {
-        let layout = validate(words.words(), &mem, min_data_start)?;
-        let w = words.words();
-        let data_start = w[H_DATA_START].load(Ordering::Relaxed) as usize;
-        let max_len = w[H_MAX_LEN].load(Ordering::Relaxed) as usize;
-        Ok(Self { words, mem, layout, data_start, max_len, owner: false, grow_lock: Mutex::new(()) })
+        // The values validated are the values kept: nothing is re-read from the segment.
+        let (layout, data_start, max_len) = validate(words.words(), &mem, min_data_start)?;
+        Ok(Self { words, mem, layout, data_start, max_len, owner: false, grow_lock: Mutex::new(OwnerState { data_end: data_start, offsets: Vec::new() }) })
     }
 
     /// The control words.
@@ -818,20 +830,20 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             return Err(GrowError::NotOwner);
         }
         let c = self.layout.classes.get(class).ok_or(GrowError::NoClass { class })?;
-        let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.extents(c);
         for ext in 0..n {
             // Relaxed: only the owner, under `grow_lock`, writes the released bit.
             if self.ext_word(c, ext, X_NODE).load(Ordering::Relaxed) & X_RELEASED != 0 {
-                self.recommit(c, ext, node)?;
+                let off = st.offsets[class * self.layout.max_extents + ext];
+                self.recommit(c, ext, off, node)?;
                 return Ok(ext);
             }
         }
         if n >= self.layout.max_extents {
             return Err(GrowError::Full { class });
         }
-        // Relaxed: only the owner, under `grow_lock`, writes `data_end`.
-        let off = self.w(H_DATA_END).load(Ordering::Relaxed) as usize;
+        let off = st.data_end;
         let end = off.checked_add(c.extent_bytes).filter(|&e| e <= self.max_len);
         let end = end.ok_or(GrowError::OutOfSpace { end: off.saturating_add(c.extent_bytes), max_len: self.max_len })?;
         self.mem.grow_to(end)?;
@@ -844,6 +856,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         self.ext_word(c, n, X_OFFSET).store(off as u64, Ordering::Relaxed);
         self.ext_word(c, n, X_NODE).store(u64::from(node.unwrap_or(NONE)), Ordering::Relaxed);
         self.ext_word(c, n, X_HEAD).store(0, Ordering::Relaxed);
+        st.data_end = end;
+        st.offsets[class * self.layout.max_extents + n] = off;
         self.w(H_DATA_END).store(end as u64, Ordering::Relaxed);
         self.w(H_COMMITTED).fetch_add(c.extent_bytes as u64, Ordering::Relaxed);
         // SYNC extent-publish (Release): the extent record, its metadata and head, and
@@ -860,9 +874,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     /// Rebuild a released extent's free list (keeping generations) and republish it.
-    fn recommit(&self, c: &ClassInfo, ext: usize, node: Option<u32>) -> Result<(), GrowError> {
-        // Relaxed: the offset was validated at publication; owner-only field.
-        let off = self.ext_word(c, ext, X_OFFSET).load(Ordering::Relaxed) as usize;
+    fn recommit(&self, c: &ClassInfo, ext: usize, off: usize, node: Option<u32>) -> Result<(), GrowError> {
         self.mem.place(off, c.extent_bytes, node)?;
         // Relaxed (initialising stores): published by the Release push CAS below.
         for slot in 0..c.slots {
@@ -871,6 +883,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             self.meta_word(c, ext, slot).store(meta(S_FREE, g, next), Ordering::Relaxed);
         }
         self.ext_word(c, ext, X_NODE).store(u64::from(node.unwrap_or(NONE)), Ordering::Relaxed);
+        // Rewrite our own record of the offset, repairing any tampering.
+        self.ext_word(c, ext, X_OFFSET).store(off as u64, Ordering::Relaxed);
         self.w(H_COMMITTED).fetch_add(c.extent_bytes as u64, Ordering::Relaxed);
         self.push_chain(c, ext, 0, c.slots - 1);
         self.bump_epoch();
@@ -921,7 +935,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             return Err(ReleaseError::NotOwner);
         }
         let c = self.layout.classes.get(class).ok_or(ReleaseError::NoExtent)?;
-        let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
         if ext >= self.extents(c) {
             return Err(ReleaseError::NoExtent);
         }
@@ -963,8 +977,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         // Every slot is free and on our private list: nobody references the bytes.
         // Relaxed: owner-only field; allocators never look at it.
         node_w.store(node | X_RELEASED, Ordering::Relaxed);
-        // Relaxed: owner-only field, validated at publication.
-        let off = self.ext_word(c, ext, X_OFFSET).load(Ordering::Relaxed) as usize;
+        // Our own record of the offset, not the shared word (a guest could rewrite that).
+        let off = st.offsets[class * self.layout.max_extents + ext];
         let released = self.release_pages(off, c.extent_bytes);
         if let Err(e) = released {
             node_w.store(node, Ordering::Relaxed);
@@ -987,6 +1001,10 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 }
 
+fn layout_len(l: &Layout) -> usize {
+    l.classes.len() * l.max_extents
+}
+
 /// Check a metadata word against a handle: the live state, or why not.
 #[inline]
 fn check(m: u64, h: Handle) -> Result<SlotState, HandleError> {
@@ -1003,7 +1021,11 @@ fn check(m: u64, h: Handle) -> Result<SlotState, HandleError> {
 }
 
 /// Validate the header, class table and extent table; build the local layout.
-fn validate(w: &[AtomicU64], mem: &impl SegmentMemory, min_data_start: usize) -> Result<Layout, AttachError> {
+fn validate(
+    w: &[AtomicU64],
+    mem: &impl SegmentMemory,
+    min_data_start: usize,
+) -> Result<(Layout, usize, usize), AttachError> {
     let bad = |field: &'static str, at: usize, found: u64| AttachError::BadField { field, at, found };
     if w.len() < HEADER_WORDS {
         return Err(bad("control_words", 0, w.len() as u64));
@@ -1079,7 +1101,7 @@ fn validate(w: &[AtomicU64], mem: &impl SegmentMemory, min_data_start: usize) ->
     if data_end > mem.mapped_len() as u64 {
         return Err(bad("data_end", 0, data_end));
     }
-    Ok(layout)
+    Ok((layout, data_start as usize, max_len as usize))
 }
 
 /// Order the nodes by distance from a node: `row[j]` is the distance to node `j` (a row

@@ -399,3 +399,26 @@ fn guest_refreshes_to_see_owner_growth() {
     assert_eq!(guest.memory().refreshes.load(Ordering::SeqCst), before + 1);
     assert_eq!(guest.grow(0, None), Err(GrowError::NotOwner));
 }
+
+#[test]
+fn tampered_shared_words_do_not_steer_the_owner() {
+    let cfg = Config::new().class(64, 64).max_extents(3);
+    let (owner, mem) = shared_pair(&cfg);
+    let words = owner.words().words();
+    let ext0 = 32; // class 0, extent 0 record
+    let good = words[ext0 + 8].load(Ordering::SeqCst);
+    // A guest rewrites data_end and extent 0's offset (onto the control area).
+    words[7].store(0, Ordering::SeqCst);
+    words[ext0 + 8].store(0, Ordering::SeqCst);
+    // Releasing extent 0 uses the owner's own offset record (would punch the header
+    // otherwise), and recommit repairs the shared word.
+    owner.release_extent(0, 0).unwrap();
+    assert_eq!(owner.grow(0, None), Ok(0));
+    assert_eq!(words[ext0 + 8].load(Ordering::SeqCst), good);
+    // Growth appends after the owner's own data end, not at the tampered one.
+    assert_eq!(owner.grow(0, None), Ok(1));
+    words[7].store(owner.memory().mapped_len() as u64, Ordering::SeqCst);
+    let guest = SharedAllocator::attach(mem).unwrap();
+    assert_eq!(guest.extent_count(0), 2);
+    assert_eq!(owner.inspect().reserved_bytes as usize, owner.memory().max_len());
+}

@@ -22,7 +22,7 @@ const BARRIER_ENV: &str = "NUMASHM_VARSLOT_BARRIER";
 
 /// A start barrier word living in a slot both processes resolve, so the two stress
 /// loops really overlap. Waits (with a watchdog) until the word is at least `until`.
-fn barrier<'a>(a: &'a SharedAllocator<ShmMemory>, h: Handle) -> &'a numashm_varslot::sync::AtomicU64 {
+fn barrier(a: &SharedAllocator<ShmMemory>, h: Handle) -> &numashm_varslot::sync::AtomicU64 {
     let s = a.resolve(h).unwrap();
     assert!(s.len() >= 8 && s.as_ptr() as usize % 8 == 0);
     // SAFETY: 1. the slot is mapped, 8-aligned and at least 8 bytes (checked); 2. it
