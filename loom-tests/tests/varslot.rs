@@ -198,3 +198,24 @@ fn release_racing_alloc_free() {
         assert_eq!(drain(&a), 2);
     });
 }
+
+#[test]
+fn alloc_free_three_threads() {
+    loom::model(|| {
+        let a = allocator(2, 1);
+        let ts: Vec<_> = (0..3)
+            .map(|t| {
+                let a = a.clone();
+                thread::spawn(move || {
+                    if let Ok(h) = a.alloc(1, t) {
+                        a.free(h).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(drain(&a), 2);
+    });
+}
