@@ -19,6 +19,14 @@ fn main() {
                 free(&a, h);
             }
         }
+        "magazine" => {
+            let a = HeapAllocator::new(&Config::default().max_extents(1)).unwrap();
+            let mut m = a.magazine(1, 32);
+            for _ in 0..n {
+                let h = mag_alloc(&mut m);
+                mag_free(&mut m, h);
+            }
+        }
         "queue" => {
             let q = ArrayQueue::<u32>::new(1024);
             for i in 0..1024 {
@@ -41,4 +49,16 @@ fn alloc(a: &HeapAllocator) -> numashm_varslot::Handle {
 #[inline(never)]
 fn free(a: &HeapAllocator, h: numashm_varslot::Handle) {
     a.free(black_box(h)).unwrap()
+}
+
+type Mag<'a> = numashm_varslot::Magazine<'a, numashm_varslot::HeapWords, numashm_varslot::HeapMemory>;
+
+#[inline(never)]
+fn mag_alloc(m: &mut Mag<'_>) -> numashm_varslot::Handle {
+    m.alloc(black_box(1000)).unwrap()
+}
+
+#[inline(never)]
+fn mag_free(m: &mut Mag<'_>, h: numashm_varslot::Handle) {
+    m.free(black_box(h)).unwrap()
 }

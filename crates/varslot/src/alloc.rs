@@ -378,7 +378,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
     /// Smallest class whose slots hold `len` bytes.
     #[inline]
-    fn class_for(&self, len: usize) -> Result<usize, AllocError> {
+    pub(crate) fn class_for(&self, len: usize) -> Result<usize, AllocError> {
         for (i, c) in self.layout.classes.iter().enumerate() {
             if len <= c.slot_size {
                 return Ok(i);
@@ -633,6 +633,38 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
         self.push(l.class, l.ext, l.slot, g, head);
         Ok(())
+    }
+
+    /// Magazine support: turn a live handle (Allocated or InFlight) into a fresh handle
+    /// of the same slot, Allocated to `peer` with the next generation (so `h` and its
+    /// copies die exactly as with `free`), without putting the slot on a free list.
+    #[inline]
+    pub(crate) fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
+        let l = self.locate(h)?;
+        let meta_w = self.meta_word(l.class, l.ext, l.slot);
+        let g = next_gen(h.generation());
+        // Relaxed: a first guess, validated by the CAS.
+        let mut cur = meta_w.load(Ordering::Relaxed);
+        loop {
+            check(cur, h)?;
+            // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
+            match meta_w.compare_exchange(cur, meta(S_ALLOCATED, g, peer), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })
+    }
+
+    /// Magazine support: is the slot still Allocated to `peer` under `h`'s generation
+    /// (it is not if someone reclaimed `peer` while it was alive)?
+    #[inline]
+    pub(crate) fn still_ours(&self, h: Handle, peer: PeerId) -> bool {
+        match self.locate(h) {
+            // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
+            Ok(l) => self.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire) == meta(S_ALLOCATED, h.generation(), peer),
+            Err(_) => false,
+        }
     }
 
     /// Allocated → InFlight, recording `to` (the receiving peer, who will free it) as

@@ -3,6 +3,16 @@
 use core::num::NonZeroU64;
 
 /// Identifies a peer (a process attached to the segment); recorded as a slot's owner.
+///
+/// # Examples
+///
+/// ```
+/// # use numashm_varslot::{Config, HeapAllocator, PeerId};
+/// let me: PeerId = 4;
+/// let a = HeapAllocator::new(&Config::new().class(64, 1)).unwrap();
+/// let h = a.alloc(1, me).unwrap();
+/// assert_eq!(a.state(h).unwrap().1, me);
+/// ```
 pub type PeerId = u32;
 
 pub(crate) const GEN_BITS: u32 = 30;
@@ -16,10 +26,28 @@ const CLASS_SHIFT: u32 = GEN_BITS + SLOT_BITS + EXTENT_BITS;
 const _: () = assert!(CLASS_SHIFT + CLASS_BITS == 64);
 
 /// Most size classes a segment can have.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(numashm_varslot::MAX_CLASSES, 16);
+/// ```
 pub const MAX_CLASSES: usize = 1 << CLASS_BITS;
 /// Most extents a class can have.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(numashm_varslot::MAX_EXTENTS, 1024);
+/// ```
 pub const MAX_EXTENTS: usize = 1 << EXTENT_BITS;
 /// Most slots an extent can have.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(numashm_varslot::MAX_SLOTS, 1 << 20);
+/// ```
 pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
 /// A reference to one allocated slot: `{class, extent, slot, generation}` in a `u64`.

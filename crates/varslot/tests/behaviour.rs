@@ -422,3 +422,50 @@ fn tampered_shared_words_do_not_steer_the_owner() {
     assert_eq!(guest.extent_count(0), 2);
     assert_eq!(owner.inspect().reserved_bytes as usize, owner.memory().max_len());
 }
+
+#[test]
+fn magazine_threads_never_share_a_slot_and_hide_nothing() {
+    let a = Arc::new(HeapAllocator::new(&Config::new().class(64, 16).max_extents(1)).unwrap());
+    let rounds = if cfg!(miri) { 20 } else { 20_000 };
+    let threads: Vec<_> = (0..3u32)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let mut m = a.magazine(t, 4);
+                for i in 0..rounds {
+                    let Ok(h) = m.alloc(1) else { continue };
+                    let mut s = a.resolve(h).unwrap();
+                    // SAFETY: the slot is ours until we free it.
+                    let b = unsafe { s.as_mut_slice() };
+                    b[..8].copy_from_slice(&(i as u64 ^ u64::from(t) << 56).to_le_bytes());
+                    assert_eq!(b[..8], (i as u64 ^ u64::from(t) << 56).to_le_bytes());
+                    m.free(h).unwrap();
+                    assert_eq!(m.free(h), Err(HandleError::Stale));
+                }
+                m.cached()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap() <= 4);
+    }
+    // Magazines were dropped (flushed): every slot is back.
+    let all: Vec<Handle> = (0..16).map(|_| a.alloc(1, 0).unwrap()).collect();
+    assert_eq!(all.iter().map(|h| h.slot()).collect::<HashSet<_>>().len(), 16);
+    for h in all {
+        a.free(h).unwrap();
+    }
+    // A dead peer's cached slots are reclaimed like its allocated ones.
+    let mut m = a.magazine(7, 4);
+    let hs: Vec<Handle> = (0..3).map(|_| m.alloc(1).unwrap()).collect();
+    for h in &hs[..2] {
+        m.free(*h).unwrap();
+    }
+    assert_eq!(m.cached(), 2);
+    assert_eq!(a.reclaim_peer(7), 3);
+    // The magazine notices (a protocol breach while alive) and never double-hands.
+    let fresh: Vec<Handle> = (0..16).map(|_| a.alloc(1, 0).unwrap()).collect();
+    assert!(m.alloc(1).is_err());
+    drop(m);
+    assert_eq!(fresh.iter().map(|h| h.slot()).collect::<HashSet<_>>().len(), 16);
+}

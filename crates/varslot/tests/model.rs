@@ -14,6 +14,8 @@ enum Op {
     InFlight(usize, u32),
     Take(usize, u32),
     Reclaim(u32),
+    MagAlloc(usize),
+    MagFree(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -25,6 +27,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), 0u32..3).prop_map(|(i, p)| Op::InFlight(i, p)),
         1 => (any::<usize>(), 0u32..3).prop_map(|(i, p)| Op::Take(i, p)),
         1 => (0u32..3).prop_map(Op::Reclaim),
+        2 => (0usize..300).prop_map(Op::MagAlloc),
+        2 => any::<usize>().prop_map(Op::MagFree),
     ]
 }
 
@@ -45,6 +49,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         cfg = cfg.class(size, n);
     }
     let a = HeapAllocator::new(&cfg).unwrap();
+    // Peer 3's magazine (peer 3 is never reclaimed), caching up to 2 slots per class.
+    const MAG: usize = 2;
+    let mut mag = a.magazine(3, MAG);
+    let mut cached = [0usize; 2];
     let mut issued: Vec<Issued> = Vec::new();
     for op in ops {
         let pick = |i: usize| if issued.is_empty() { None } else { Some(i % issued.len()) };
@@ -56,7 +64,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     None => prop_assert_eq!(got, Err(AllocError::TooLarge { len, max: 256 })),
                     Some(c) => {
                         let live = issued.iter().filter(|x| x.live && x.h.class() == c).count();
-                        if live == CLASSES[c].1 {
+                        if live + cached[c] == CLASSES[c].1 {
                             prop_assert_eq!(got, Err(AllocError::Exhausted { class: c }));
                         } else {
                             let h = got.unwrap();
@@ -139,6 +147,42 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     x.owner = peer;
                 } else {
                     prop_assert!(got.is_err());
+                }
+            }
+            Op::MagAlloc(len) => {
+                let class = CLASSES.iter().position(|&(s, _)| len <= s);
+                let got = mag.alloc(len);
+                match class {
+                    None => prop_assert_eq!(got, Err(AllocError::TooLarge { len, max: 256 })),
+                    Some(c) => {
+                        let live = issued.iter().filter(|x| x.live && x.h.class() == c).count();
+                        if cached[c] > 0 {
+                            cached[c] -= 1;
+                        } else if live == CLASSES[c].1 {
+                            prop_assert_eq!(got, Err(AllocError::Exhausted { class: c }));
+                            continue;
+                        }
+                        let h = got.unwrap();
+                        prop_assert_eq!(h.class(), c);
+                        prop_assert!(!issued.iter().any(|x| x.live && x.h.class() == c && x.h.slot() == h.slot()));
+                        prop_assert!(!issued.iter().any(|x| x.h == h), "handle reissued");
+                        issued.push(Issued { h, live: true, in_flight: false, owner: 3, byte: 0 });
+                    }
+                }
+            }
+            Op::MagFree(i) => {
+                let Some(i) = pick(i) else { continue };
+                let x = &mut issued[i];
+                let got = mag.free(x.h);
+                if x.live {
+                    prop_assert_eq!(got, Ok(()));
+                    x.live = false;
+                    let c = x.h.class();
+                    if cached[c] < MAG {
+                        cached[c] += 1;
+                    }
+                } else {
+                    prop_assert_eq!(got, Err(HandleError::Stale));
                 }
             }
             Op::Reclaim(peer) => {
