@@ -1,0 +1,222 @@
+//! The peer table: one 128-byte entry per peer, attach/detach by CAS, liveness
+//! by pidfd (plus the process start time, so a reused pid is not mistaken for
+//! the dead peer).
+//!
+//! Entry word 0 packs `state (8 bits) | epoch (24 bits) | pid (32 bits)`, so a
+//! peer's identity and state change together in one CAS.
+
+use std::os::fd::AsFd;
+
+use crate::sync::Ordering;
+use crate::words::Words;
+
+/// What a peer slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerState {
+    /// Free for the next attacher.
+    Empty,
+    /// A live process uses the segment.
+    Attached,
+    /// Detaching: its slots are being given back.
+    Leaving,
+    /// Found dead; a recoverer is reclaiming its slots.
+    Dead,
+}
+
+const S_EMPTY: u64 = 0;
+const S_ATTACHED: u64 = 1;
+const S_LEAVING: u64 = 2;
+const S_DEAD: u64 = 3;
+
+pub(crate) const E_IDENT: usize = 0;
+pub(crate) const E_START_TIME: usize = 1;
+pub(crate) const E_MAPPING: usize = 2;
+pub(crate) const E_SENT: usize = 3;
+pub(crate) const E_RECEIVED: usize = 4;
+pub(crate) const E_RECLAIMED: usize = 5;
+pub(crate) const ENTRY_WORDS: usize = 16;
+
+fn pack(state: u64, epoch: u32, pid: u32) -> u64 {
+    state << 56 | u64::from(epoch & 0x00ff_ffff) << 32 | u64::from(pid)
+}
+
+fn unpack(w: u64) -> (u64, u32, u32) {
+    (w >> 56, (w >> 32) as u32 & 0x00ff_ffff, w as u32)
+}
+
+/// A snapshot of one peer entry, for inspection.
+///
+/// # Examples
+///
+/// ```
+/// use numashm::{Segment, SegmentConfig, PeerState};
+/// let seg = Segment::create(SegmentConfig::anonymous("doc-peers"))?;
+/// let me = seg.peers().into_iter().find(|p| p.state == PeerState::Attached).unwrap();
+/// assert_eq!(me.pid, std::process::id());
+/// # Ok::<(), numashm::SegmentError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Index in the peer table.
+    pub index: u32,
+    /// State.
+    pub state: PeerState,
+    /// Bumped on every attach of this slot.
+    pub epoch: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Where the peer mapped the segment (its base address).
+    pub mapping: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Slots reclaimed from this peer after it died or left.
+    pub reclaimed: u64,
+    /// Whether the process is alive now (pidfd), for Attached peers.
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PeerTable {
+    pub(crate) words: Words,
+    pub(crate) max: u32,
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat, clock ticks since boot).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is alive and is the process that started at `started`.
+pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return false };
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Err(_) => false, // ESRCH: gone (and reaped)
+        Ok(fd) => {
+            // A pidfd polls readable once the process has exited (even unreaped).
+            let borrowed = fd.as_fd();
+            let mut fds = [rustix::event::PollFd::new(&borrowed, rustix::event::PollFlags::IN)];
+            let exited = matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0);
+            // A different start time means the pid was reused by another process.
+            !exited && start_time(pid) == Some(started)
+        }
+    }
+}
+
+impl PeerTable {
+    fn word(&self, peer: u32, w: usize) -> &crate::sync::AtomicU64 {
+        self.words.at(peer as usize * ENTRY_WORDS + w)
+    }
+
+    /// Takes an Empty slot for `pid`: one CAS, so two attachers never share a slot.
+    pub(crate) fn attach(&self, pid: u32, mapping: u64) -> Option<(u32, u32)> {
+        let started = start_time(pid).unwrap_or(0);
+        for i in 0..self.max {
+            let ident = self.word(i, E_IDENT);
+            // Relaxed: a first look; the CAS below decides.
+            let cur = ident.load(Ordering::Relaxed);
+            let (state, epoch, _) = unpack(cur);
+            if state != S_EMPTY {
+                continue;
+            }
+            let epoch = (epoch + 1) & 0x00ff_ffff;
+            // Start time and mapping first, so a reader that sees Attached sees them.
+            // Relaxed: published by the Release CAS below.
+            self.word(i, E_START_TIME).store(started, Ordering::Relaxed);
+            self.word(i, E_MAPPING).store(mapping, Ordering::Relaxed);
+            self.word(i, E_SENT).store(0, Ordering::Relaxed);
+            self.word(i, E_RECEIVED).store(0, Ordering::Relaxed);
+            // SYNC peer-attach: AcqRel; Release publishes the fields above with the
+            // state, Acquire orders us after the previous holder's release of the slot.
+            if ident
+                .compare_exchange(cur, pack(S_ATTACHED, epoch, pid), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some((i, epoch));
+            }
+        }
+        None
+    }
+
+    /// Attached(epoch, pid) → `to`; exactly one caller wins.
+    fn transition(&self, peer: u32, epoch: u32, pid: u32, from: u64, to: u64) -> bool {
+        // SYNC peer-state: AcqRel, the winner sees everything the peer published.
+        self.word(peer, E_IDENT)
+            .compare_exchange(pack(from, epoch, pid), pack(to, epoch, pid), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(crate) fn begin_leave(&self, peer: u32, epoch: u32, pid: u32) -> bool {
+        self.transition(peer, epoch, pid, S_ATTACHED, S_LEAVING)
+    }
+
+    pub(crate) fn begin_recover(&self, peer: u32, epoch: u32, pid: u32) -> bool {
+        self.transition(peer, epoch, pid, S_ATTACHED, S_DEAD)
+    }
+
+    /// Leaving/Dead → Empty (keeping the epoch, so the next attach gets a new one).
+    pub(crate) fn release(&self, peer: u32, epoch: u32, pid: u32) {
+        for from in [S_LEAVING, S_DEAD] {
+            if self.transition(peer, epoch, pid, from, S_EMPTY) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn add_reclaimed(&self, peer: u32, n: u64) {
+        // Relaxed: a statistic.
+        self.word(peer, E_RECLAIMED).fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One counter of `peer`, written only by that peer (single writer).
+    pub(crate) fn bump(&self, peer: u32, w: usize, n: u64) {
+        let c = self.word(peer, w);
+        // Relaxed: a single-writer statistic; load+store avoids a locked RMW on the hot path.
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub(crate) fn ident(&self, peer: u32) -> (PeerState, u32, u32) {
+        // Acquire: SYNC peer-attach, so the entry's other words are the attacher's.
+        let (s, e, p) = unpack(self.word(peer, E_IDENT).load(Ordering::Acquire));
+        let state = match s {
+            S_ATTACHED => PeerState::Attached,
+            S_LEAVING => PeerState::Leaving,
+            S_DEAD => PeerState::Dead,
+            _ => PeerState::Empty,
+        };
+        (state, e, p)
+    }
+
+    pub(crate) fn info(&self, peer: u32) -> PeerInfo {
+        let (state, epoch, pid) = self.ident(peer);
+        // Relaxed: statistics and immutable-while-attached fields read after the Acquire above.
+        let r = |w| self.word(peer, w).load(Ordering::Relaxed);
+        PeerInfo {
+            index: peer,
+            state,
+            epoch,
+            pid,
+            mapping: r(E_MAPPING),
+            sent: r(E_SENT),
+            received: r(E_RECEIVED),
+            reclaimed: r(E_RECLAIMED),
+            alive: state == PeerState::Attached && is_alive(pid, r(E_START_TIME)),
+        }
+    }
+
+    pub(crate) fn started(&self, peer: u32) -> u64 {
+        // Relaxed: read after `ident`'s Acquire.
+        self.word(peer, E_START_TIME).load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn find_pid(&self, pid: u32) -> Option<u32> {
+        (0..self.max).find(|&i| {
+            let (s, _, p) = self.ident(i);
+            s == PeerState::Attached && p == pid
+        })
+    }
+}

@@ -1,0 +1,757 @@
+//! Segments: a region holding a peer table, rings of slot handles and the
+//! variable-slot allocator. A host creates one; guests attach to it.
+#![allow(unsafe_code)] // laying rings over the mapping (three calls, each with SAFETY)
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use numashm_region::{AttachOptions, CachePolicy, MemPolicy, PageSize, Placement, Region, RegionOptions};
+use numashm_ring::{Doorbell, Mpmc, SharedBell, SharedMemory, Spsc};
+use numashm_varslot::{Config as ClassConfig, PeerId, SharedAllocator};
+
+use crate::error::SegmentError;
+use crate::layout::{Layout, RingKind, RingSpec, BELL_LEN, HEADER_WORDS, RING_ENDS_LEN, W_MAGIC, W_RING_SPECS};
+use crate::memory::RegionMemory;
+use crate::peers::{is_alive, PeerInfo, PeerState, PeerTable, ENTRY_WORDS};
+use crate::sync::Ordering;
+use crate::words::Words;
+
+/// Varslot peer ids: peer table index + 1 (0 means "nobody").
+pub(crate) fn peer_id(index: u32) -> PeerId {
+    index + 1
+}
+
+/// The owner recorded for handles in flight through an MPMC ring, whose
+/// receiver is not known when they are sent.
+pub(crate) fn ring_pseudo_peer(ring: usize) -> PeerId {
+    0x4000_0000 + ring as u32
+}
+
+/// How to create a segment.
+///
+/// # Examples
+///
+/// ```
+/// use numashm::{RingSpec, Segment, SegmentConfig};
+/// let seg = Segment::create(
+///     SegmentConfig::anonymous("doc-config").rings(vec![RingSpec::spsc(256); 2]).max_peers(8),
+/// )?;
+/// assert_eq!(seg.ring_count(), 2);
+/// # Ok::<(), numashm::SegmentError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SegmentConfig {
+    path: Option<PathBuf>,
+    name: String,
+    size: Option<usize>,
+    max_size: Option<usize>,
+    nodes: Vec<u32>,
+    policy: MemPolicy,
+    cache: CachePolicy,
+    fallback: bool,
+    classes: ClassConfig,
+    rings: Vec<RingSpec>,
+    max_peers: u32,
+}
+
+impl SegmentConfig {
+    fn new(path: Option<PathBuf>, name: &str) -> Self {
+        SegmentConfig {
+            path,
+            name: name.to_string(),
+            size: None,
+            max_size: None,
+            nodes: Vec::new(),
+            policy: MemPolicy::Bind,
+            cache: CachePolicy::default(),
+            fallback: false,
+            classes: ClassConfig::default(),
+            rings: vec![RingSpec::spsc(1024), RingSpec::spsc(1024)],
+            max_peers: 64,
+        }
+    }
+
+    /// A segment in a named file (e.g. `/dev/shm/NAME`), attachable by path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::file("/dev/shm/example");
+    /// # let _ = c;
+    /// ```
+    pub fn file(path: impl AsRef<Path>) -> Self {
+        Self::new(Some(path.as_ref().to_path_buf()), "numashm")
+    }
+
+    /// An anonymous segment (memfd); guests attach through its fd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-anon"))?;
+    /// assert!(seg.region().path().is_none());
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn anonymous(name: &str) -> Self {
+        Self::new(None, name)
+    }
+
+    /// Initial size in bytes (default: what the layout and one extent per class need).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::{Segment, SegmentConfig, SegmentError};
+    /// let err = Segment::create(SegmentConfig::anonymous("doc-small").size(8192)).unwrap_err();
+    /// assert!(matches!(err, SegmentError::Config { field: "size", .. }));
+    /// ```
+    pub fn size(mut self, bytes: usize) -> Self {
+        self.size = Some(bytes);
+        self
+    }
+
+    /// Most the segment may grow to (default: 4× size, at least 1 GiB).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").max_size(1 << 30);
+    /// # let _ = c;
+    /// ```
+    pub fn max_size(mut self, bytes: usize) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Place the segment on a NUMA node (bind by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let node = numashm::Topology::get()?.nodes()[0].os_index;
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-node").node(node))?;
+    /// seg.region().verify_placement()?;
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn node(mut self, node: u32) -> Self {
+        self.nodes = vec![node];
+        self
+    }
+
+    /// Placement policy with [`SegmentConfig::node`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").policy(numashm::MemPolicy::Preferred);
+    /// # let _ = c;
+    /// ```
+    pub fn policy(mut self, policy: MemPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Cache policy (page size, populate, lock, dontfork, dontdump).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::{CachePolicy, PageSize};
+    /// let c = numashm::SegmentConfig::anonymous("x").cache_policy(CachePolicy { populate: true, ..Default::default() });
+    /// # let _ = c;
+    /// ```
+    pub fn cache_policy(mut self, cache: CachePolicy) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Page size shortcut.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").page_size(numashm::PageSize::Thp).fallback(true);
+    /// # let _ = c;
+    /// ```
+    pub fn page_size(mut self, page_size: PageSize) -> Self {
+        self.cache.page_size = page_size;
+        self
+    }
+
+    /// Degrade the cache policy when it cannot be had (see `RegionOptions::fallback`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").fallback(true);
+    /// # let _ = c;
+    /// ```
+    pub fn fallback(mut self, yes: bool) -> Self {
+        self.fallback = yes;
+        self
+    }
+
+    /// Size classes of the slot allocator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::{ClassConfig, Segment, SegmentConfig};
+    /// let seg = Segment::create(SegmentConfig::anonymous("doc-classes").classes(ClassConfig::new().class(256, 64)))?;
+    /// assert_eq!(seg.allocator().class_count(), 1);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn classes(mut self, classes: ClassConfig) -> Self {
+        self.classes = classes;
+        self
+    }
+
+    /// The rings (default: two SPSC rings of 1024, for ping-pong).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").rings(vec![numashm::RingSpec::mpmc(64)]);
+    /// # let _ = c;
+    /// ```
+    pub fn rings(mut self, rings: Vec<RingSpec>) -> Self {
+        self.rings = rings;
+        self
+    }
+
+    /// Peer table capacity (default 64).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm::SegmentConfig::anonymous("x").max_peers(4);
+    /// # let _ = c;
+    /// ```
+    pub fn max_peers(mut self, n: u32) -> Self {
+        self.max_peers = n;
+        self
+    }
+}
+
+/// One ring of the segment with its doorbells.
+#[derive(Debug)]
+pub(crate) struct RingSlot {
+    pub(crate) spec: RingSpec,
+    pub(crate) spsc: Option<Spsc<SharedMemory>>,
+    pub(crate) mpmc: Option<Mpmc<SharedMemory>>,
+    /// Rung when a handle is pushed ("data available").
+    pub(crate) data_bell: Doorbell<SharedBell>,
+    /// Rung when a handle is popped ("space available").
+    pub(crate) space_bell: Doorbell<SharedBell>,
+    /// Word 0: producer peer id (0 = none); word 1: consumer peer id; word 2:
+    /// stale handles skipped by receivers.
+    pub(crate) ends: Words,
+}
+
+pub(crate) const END_PRODUCER: usize = 0;
+pub(crate) const END_CONSUMER: usize = 1;
+pub(crate) const END_SKIPPED: usize = 2;
+
+/// A shared segment, as seen by one process (the host that created it or a
+/// guest that attached). Dropping it detaches: the peer's slots are given back.
+///
+/// # Examples
+///
+/// ```
+/// use numashm::{Segment, SegmentConfig};
+/// use std::os::fd::AsFd;
+/// let host = Segment::create(SegmentConfig::anonymous("doc-seg"))?;
+/// let guest = Segment::attach_fd(host.as_fd().try_clone_to_owned().unwrap())?;
+/// let tx = host.sender(0)?;
+/// let rx = guest.receiver(0)?;
+/// let mut msg = tx.alloc(5)?;
+/// msg.copy_from_slice(b"hello");
+/// tx.send(msg).map_err(|e| e.error)?;
+/// assert_eq!(&*rx.recv()?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Segment {
+    pub(crate) region: Arc<Region>,
+    pub(crate) layout: Layout,
+    pub(crate) alloc: SharedAllocator<RegionMemory>,
+    pub(crate) rings: Vec<RingSlot>,
+    pub(crate) peers: PeerTable,
+    pub(crate) me: u32,
+    pub(crate) my_epoch: u32,
+    pub(crate) node: Option<u32>,
+    host: bool,
+}
+
+/// What one recovery pass did.
+///
+/// # Examples
+///
+/// ```
+/// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-rec"))?;
+/// let report = seg.recover_dead_peers();
+/// assert!(report.peers.is_empty());
+/// # Ok::<(), numashm::SegmentError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// `(peer index, pid, slots reclaimed)` for each dead peer this pass recovered.
+    pub peers: Vec<(u32, u32, usize)>,
+}
+
+fn header_snapshot(words: &Words) -> [u64; HEADER_WORDS] {
+    let mut out = [0u64; HEADER_WORDS];
+    for (i, w) in out.iter_mut().enumerate() {
+        // SYNC segment-init: the magic with Acquire (pairs with the creator's Release);
+        // Relaxed for the rest, read after it and validated before use.
+        *w = words.at(i).load(if i == W_MAGIC { Ordering::Acquire } else { Ordering::Relaxed });
+    }
+    out
+}
+
+impl Segment {
+    /// Creates a segment and attaches this process as its first peer (the host).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Config`] for impossible settings (size too small for the
+    /// layout, bad ring capacities, too many peers), region errors (unknown
+    /// node, unavailable cache policy, existing path), allocator errors.
+    ///
+    /// # Examples
+    ///
+    /// See [`Segment`].
+    pub fn create(config: SegmentConfig) -> Result<Segment, SegmentError> {
+        let page = config.cache.page_size.bytes();
+        let layout = Layout::compute(config.max_peers, &config.rings, page)?;
+        let classes = config.classes.clone().node(config.nodes.first().copied());
+        let alloc_min = classes.min_segment_len();
+        if alloc_min == 0 {
+            return Err(SegmentError::Config { field: "classes", detail: "the size-class table is empty or invalid".into() });
+        }
+        let needed = (layout.alloc_off + alloc_min).div_ceil(page) * page;
+        let size = config.size.unwrap_or(needed);
+        if size < needed {
+            return Err(SegmentError::Config {
+                field: "size",
+                detail: format!("{size} bytes is less than the {needed} the layout and one extent per class need"),
+            });
+        }
+        let mut opts = RegionOptions::new(size).cache_policy(config.cache).fallback(config.fallback);
+        if let Some(m) = config.max_size {
+            opts = opts.max_len(m);
+        }
+        if !config.nodes.is_empty() {
+            opts = opts.nodes(&config.nodes).policy(config.policy);
+        }
+        let region = Arc::new(match &config.path {
+            Some(p) => opts.create_file(p)?,
+            None => opts.create_anonymous(&config.name)?,
+        });
+        // Rings and bells first; the allocator; then the header, magic last.
+        let rings = Self::lay_rings(&region, &layout, true)?;
+        let alloc = SharedAllocator::create(&classes, RegionMemory::new(region.clone(), layout.alloc_off))?;
+        let header = Words::new(region.clone(), layout.header_off, HEADER_WORDS)
+            .ok_or_else(|| SegmentError::Config { field: "size", detail: "header beyond the region".into() })?;
+        let words = layout.words();
+        for (i, w) in words.iter().enumerate().skip(1) {
+            // Relaxed: published by the Release store of the magic below.
+            header.at(i).store(*w, Ordering::Relaxed);
+        }
+        for (i, r) in layout.rings.iter().enumerate() {
+            header.at(W_RING_SPECS + i).store(r.encode(), Ordering::Relaxed); // Relaxed: as above
+        }
+        // SYNC segment-init: Release publishes the header, the rings and the allocator.
+        header.at(W_MAGIC).store(words[W_MAGIC], Ordering::Release);
+        Self::join(region, layout, alloc, rings, config.nodes.first().copied(), true)
+    }
+
+    /// Attaches to a named segment.
+    ///
+    /// # Errors
+    ///
+    /// Region errors (missing file, symlink, foreign owner, corrupt region
+    /// header), [`SegmentError::Corrupt`] naming the first bad segment field,
+    /// allocator and ring layout errors, [`SegmentError::PeersFull`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::{Segment, SegmentConfig};
+    /// let path = format!("/dev/shm/numashm-doc-attach-{}", std::process::id());
+    /// let host = Segment::create(SegmentConfig::file(&path))?;
+    /// let guest = Segment::attach(&path)?;
+    /// assert_eq!(guest.peers().iter().filter(|p| p.state == numashm::PeerState::Attached).count(), 2);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn attach(path: impl AsRef<Path>) -> Result<Segment, SegmentError> {
+        Self::attach_region(Region::attach_file(path)?)
+    }
+
+    /// Attaches through an fd (e.g. a memfd received over a Unix socket).
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::attach`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Segment`].
+    pub fn attach_fd(fd: OwnedFd) -> Result<Segment, SegmentError> {
+        Self::attach_region(Region::attach_fd_with(fd, AttachOptions::default())?)
+    }
+
+    fn attach_region(region: Region) -> Result<Segment, SegmentError> {
+        let region = Arc::new(region);
+        let header = Words::new(region.clone(), numashm_region::HEADER_LEN, HEADER_WORDS)
+            .ok_or_else(|| SegmentError::Corrupt { field: "len", detail: "region too small for a segment header".into() })?;
+        let layout = Layout::parse(&header_snapshot(&header), region.page_size(), region.len())?;
+        let rings = Self::lay_rings(&region, &layout, false)?;
+        let alloc = SharedAllocator::attach(RegionMemory::new(region.clone(), layout.alloc_off))?;
+        let node = region.placement().and_then(|p| p.nodes().iter().next());
+        Self::join(region, layout, alloc, rings, node, false)
+    }
+
+    fn lay_rings(region: &Arc<Region>, layout: &Layout, init: bool) -> Result<Vec<RingSlot>, SegmentError> {
+        let mut rings = Vec::with_capacity(layout.rings.len());
+        for (i, spec) in layout.rings.iter().enumerate() {
+            let off = layout.ring_off(i);
+            let block = Words::new(region.clone(), off, layout.ring_stride / 8)
+                .ok_or_else(|| SegmentError::Corrupt { field: "rings_off", detail: format!("ring {i} beyond the region") })?;
+            let ends = Words::new(region.clone(), off, RING_ENDS_LEN / 8).expect("inside the block checked above");
+            let ptr = |at: usize| block.byte_ptr(at).expect("inside the block");
+            let ring_len = layout.ring_stride - RING_ENDS_LEN - 2 * BELL_LEN;
+            let cap = spec.capacity as usize;
+            // SAFETY (all four constructors): 1. each range lies inside the ring's
+            // block, which `Words::new` checked is mapped, and the blocks of
+            // different rings do not overlap (stride); 2. the region stays mapped
+            // at the same address while `block` (an Arc on it) lives, and the ring
+            // values are dropped with the Segment that holds that Arc; 3. the
+            // bytes are only accessed through the ring crate's atomics.
+            let (data_bell, space_bell, spsc, mpmc) = unsafe {
+                let (db, sb) = if init {
+                    (Doorbell::init_in(ptr(RING_ENDS_LEN), BELL_LEN)?, Doorbell::init_in(ptr(RING_ENDS_LEN + BELL_LEN), BELL_LEN)?)
+                } else {
+                    (Doorbell::attach_in(ptr(RING_ENDS_LEN), BELL_LEN)?, Doorbell::attach_in(ptr(RING_ENDS_LEN + BELL_LEN), BELL_LEN)?)
+                };
+                let at = ptr(RING_ENDS_LEN + 2 * BELL_LEN);
+                match (spec.kind, init) {
+                    (RingKind::Spsc, true) => (db, sb, Some(Spsc::init_in(at, ring_len, cap)?), None),
+                    (RingKind::Spsc, false) => (db, sb, Some(Spsc::attach_in(at, ring_len)?), None),
+                    (RingKind::Mpmc, true) => (db, sb, None, Some(Mpmc::init_in(at, ring_len, cap)?)),
+                    (RingKind::Mpmc, false) => (db, sb, None, Some(Mpmc::attach_in(at, ring_len)?)),
+                }
+            };
+            let found = spsc.as_ref().map(|r| r.capacity()).or(mpmc.as_ref().map(|r| r.capacity()));
+            if found != Some(cap) {
+                return Err(SegmentError::Corrupt { field: "ring_specs", detail: format!("ring {i}: header says {cap}, ring says {found:?}") });
+            }
+            rings.push(RingSlot { spec: *spec, spsc, mpmc, data_bell, space_bell, ends });
+        }
+        Ok(rings)
+    }
+
+    fn join(
+        region: Arc<Region>,
+        layout: Layout,
+        alloc: SharedAllocator<RegionMemory>,
+        rings: Vec<RingSlot>,
+        node: Option<u32>,
+        host: bool,
+    ) -> Result<Segment, SegmentError> {
+        let words = Words::new(region.clone(), layout.peers_off, layout.max_peers as usize * ENTRY_WORDS)
+            .ok_or_else(|| SegmentError::Corrupt { field: "peers_off", detail: "peer table beyond the region".into() })?;
+        let peers = PeerTable { words, max: layout.max_peers };
+        let pid = std::process::id();
+        let mut found = peers.attach(pid, region.as_ptr() as u64);
+        if found.is_none() {
+            // Full: free the slots of dead peers, then try once more.
+            let seg_peers = peers.clone();
+            recover_with(&seg_peers, &alloc, &rings);
+            found = peers.attach(pid, region.as_ptr() as u64);
+        }
+        let (me, my_epoch) = found.ok_or(SegmentError::PeersFull { max: layout.max_peers })?;
+        Ok(Segment { region, layout, alloc, rings, peers, me, my_epoch, node, host })
+    }
+
+    /// The region under the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-region"))?;
+    /// assert!(seg.region().len() > 0);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The slot allocator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-alloc"))?;
+    /// assert_eq!(seg.allocator().class_count(), 4);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn allocator(&self) -> &SharedAllocator<impl numashm_varslot::SegmentMemory> {
+        &self.alloc
+    }
+
+    /// Whether this process created the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-host"))?;
+    /// assert!(seg.is_host());
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn is_host(&self) -> bool {
+        self.host
+    }
+
+    /// Byte offsets of the segment's parts inside the region: `(segment header,
+    /// peer table, rings, allocator)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-layout"))?;
+    /// let (header, peers, rings, alloc) = seg.layout_offsets();
+    /// assert!(header < peers && peers < rings && rings < alloc);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn layout_offsets(&self) -> (usize, usize, usize, usize) {
+        (self.layout.header_off, self.layout.peers_off, self.layout.rings_off, self.layout.alloc_off)
+    }
+
+    /// Number of rings.
+    ///
+    /// # Examples
+    ///
+    /// See [`SegmentConfig`].
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// `(spec, fill, producer peer, consumer peer, stale handles skipped)` of a ring.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::NoSuchRing`], [`SegmentError::RingCorrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-ringinfo"))?;
+    /// let info = seg.ring_info(0)?;
+    /// assert_eq!(info.fill, 0);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn ring_info(&self, ring: usize) -> Result<RingInfo, SegmentError> {
+        let r = self.ring(ring)?;
+        let fill = match (&r.spsc, &r.mpmc) {
+            (Some(s), _) => s.len()?,
+            (_, Some(m)) => m.len()?,
+            _ => 0,
+        };
+        // Relaxed: observation only.
+        let end = |w| r.ends.at(w).load(Ordering::Relaxed);
+        Ok(RingInfo {
+            spec: r.spec,
+            fill,
+            producer: (end(END_PRODUCER) as u32).checked_sub(1),
+            consumer: (end(END_CONSUMER) as u32).checked_sub(1),
+            skipped: end(END_SKIPPED),
+        })
+    }
+
+    pub(crate) fn ring(&self, ring: usize) -> Result<&RingSlot, SegmentError> {
+        self.rings.get(ring).ok_or(SegmentError::NoSuchRing { ring, count: self.rings.len() })
+    }
+
+    /// This process's index in the peer table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-me"))?;
+    /// assert_eq!(seg.peer_index(), 0);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn peer_index(&self) -> u32 {
+        self.me
+    }
+
+    /// A snapshot of every peer entry.
+    ///
+    /// # Examples
+    ///
+    /// See [`PeerInfo`].
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        (0..self.peers.max).map(|i| self.peers.info(i)).collect()
+    }
+
+    /// Where the attached process `pid` mapped the segment (its base address).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::NotAttached`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-map"))?;
+    /// assert_eq!(seg.get_mapping(std::process::id())?, seg.region().as_ptr() as u64);
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn get_mapping(&self, pid: u32) -> Result<u64, SegmentError> {
+        let i = self.peers.find_pid(pid).ok_or(SegmentError::NotAttached { pid })?;
+        Ok(self.peers.info(i).mapping)
+    }
+
+    /// Finds peers whose process died (pidfd, plus the start time against pid
+    /// reuse) and reclaims everything they held: their slots (Allocated or in
+    /// flight to them) are freed with new generations, so their stale handles
+    /// fail; rings they consumed are drained; their ring ends are released.
+    /// Safe when several processes recover at once (one CAS decides who
+    /// reclaims each peer) and when run repeatedly. Never panics or aborts.
+    ///
+    /// # Examples
+    ///
+    /// See [`Recovery`].
+    pub fn recover_dead_peers(&self) -> Recovery {
+        recover_with(&self.peers, &self.alloc, &self.rings)
+    }
+
+    /// What the owner does between messages: grow the size classes guests asked
+    /// for, recover dead peers, and notice region growth.
+    ///
+    /// # Errors
+    ///
+    /// Region errors from noticing growth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-service"))?;
+    /// seg.service()?;
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn service(&self) -> Result<Recovery, SegmentError> {
+        self.region.check_and_remap()?;
+        if self.alloc.is_owner() {
+            let requests = self.alloc.take_grow_requests();
+            for class in 0..self.alloc.class_count().min(64) {
+                if requests & (1 << class) != 0 {
+                    // A full extent table is not an error of the service loop: the
+                    // guest keeps getting Exhausted, which it already handles.
+                    let _ = self.alloc.grow(class, self.node);
+                }
+            }
+        }
+        Ok(self.recover_dead_peers())
+    }
+}
+
+/// A ring as seen by `Segment::ring_info`.
+///
+/// # Examples
+///
+/// See [`Segment::ring_info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingInfo {
+    /// Kind and capacity.
+    pub spec: RingSpec,
+    /// Handles in the ring now (the consumer's lag).
+    pub fill: usize,
+    /// Peer index holding the producer end.
+    pub producer: Option<u32>,
+    /// Peer index holding the consumer end.
+    pub consumer: Option<u32>,
+    /// Stale handles receivers skipped (sent by a peer that died meanwhile).
+    pub skipped: u64,
+}
+
+fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot]) -> Recovery {
+    let mut report = Recovery::default();
+    for i in 0..peers.max {
+        let (state, epoch, pid) = peers.ident(i);
+        let dead = match state {
+            PeerState::Attached => !is_alive(pid, peers.started(i)) && peers.begin_recover(i, epoch, pid),
+            // A recoverer (or a leaving peer) that died half-way: finish its work.
+            // Reclaiming again is safe: each slot is reclaimed exactly once.
+            PeerState::Dead => true,
+            PeerState::Leaving => !is_alive(pid, peers.started(i)),
+            PeerState::Empty => false,
+        };
+        if !dead {
+            continue;
+        }
+        let n = release_peer(i, alloc, rings);
+        peers.add_reclaimed(i, n as u64);
+        peers.release(i, epoch, pid);
+        report.peers.push((i, pid, n));
+    }
+    report
+}
+
+/// Gives back everything peer `i` holds. Returns the slots reclaimed.
+pub(crate) fn release_peer(i: u32, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot]) -> usize {
+    let id = u64::from(peer_id(i));
+    let n = alloc.reclaim_peer(peer_id(i));
+    for r in rings {
+        // Its producer end: free it; what it already pushed stays for the consumer.
+        // AcqRel/Relaxed: the CAS hands the end over; failure means someone else holds it.
+        let _ = r.ends.at(END_PRODUCER).compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
+        // Its consumer end: take it over (one recoverer wins), drain what was
+        // in flight to it (already reclaimed above), then free the end.
+        if r.ends.at(END_CONSUMER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if let Some(s) = &r.spsc {
+                if let Ok(mut c) = s.consumer() {
+                    let mut buf = [0u64; 64];
+                    while matches!(c.pop_into(&mut buf), Ok(k) if k > 0) {}
+                }
+            }
+            // Release: the drain happens before the end is free for the next consumer.
+            r.ends.at(END_CONSUMER).store(0, Ordering::Release);
+            // A producer parked on "space available" may go on.
+            let _ = r.space_bell.notify();
+        }
+    }
+    n
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let pid = std::process::id();
+        if self.peers.begin_leave(self.me, self.my_epoch, pid) {
+            let n = release_peer(self.me, &self.alloc, &self.rings);
+            self.peers.add_reclaimed(self.me, n as u64);
+            self.peers.release(self.me, self.my_epoch, pid);
+        }
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.region.as_fd()
+    }
+}
+
+/// Where a segment is placed (for inspection).
+///
+/// # Examples
+///
+/// ```
+/// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-pl"))?;
+/// assert!(numashm::placement_of(&seg).is_none());
+/// # Ok::<(), numashm::SegmentError>(())
+/// ```
+pub fn placement_of(segment: &Segment) -> Option<Placement> {
+    segment.region.placement()
+}
