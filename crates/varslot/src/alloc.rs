@@ -98,6 +98,47 @@ struct Loc<'a> {
     slot: usize,
 }
 
+/// The control words and the bound every computed index respects, copied out of
+/// `&self` once per operation so the hot path keeps them in registers.
+#[derive(Clone, Copy)]
+struct Hot<'a> {
+    w: &'a [AtomicU64],
+    max_extents: usize,
+}
+
+impl<'a> Hot<'a> {
+    /// Word `i`. Every index the allocator computes comes from the validated local
+    /// layout (class < classes, extent < max_extents, slot < slots), so it is below
+    /// `layout.control_words`, which `create` / `attach` checked against the word
+    /// array's length; the check is therefore a `debug_assert!`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn at(self, i: usize) -> &'a AtomicU64 {
+        debug_assert!(i < self.w.len());
+        // SAFETY: `i < layout.control_words <= w.len()` (see above): in bounds.
+        unsafe { self.w.get_unchecked(i) }
+    }
+
+    #[inline(always)]
+    fn ext_word(self, c: &ClassInfo, ext: usize, field: usize) -> &'a AtomicU64 {
+        self.at(c.ext_base + ext * EXT_WORDS + field)
+    }
+
+    #[inline(always)]
+    fn meta_word(self, c: &ClassInfo, ext: usize, slot: usize) -> &'a AtomicU64 {
+        self.at(c.meta_base + ext * c.slots + slot)
+    }
+
+    /// Published extent count of a class, capped by the local maximum (hostile input).
+    #[inline(always)]
+    fn extents(self, c: &ClassInfo) -> usize {
+        // SYNC extent-publish (Acquire): pairs with the Release store in `grow`; the
+        // extent records and metadata below this count are initialised.
+        let n = self.at(c.class_word + C_EXTENTS).load(Ordering::Acquire);
+        (n as usize).min(self.max_extents)
+    }
+}
+
 impl HeapAllocator {
     /// A heap allocator for `cfg`: room for `max_extents` extents of every class,
     /// `initial_extents` of them created now.
@@ -344,36 +385,30 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
     }
 
-    /// Word `i` of the control area. Every index the allocator computes comes from the
-    /// validated local layout (class < classes, extent < max_extents, slot < slots), so it
-    /// is below `layout.control_words`, which `create` / `attach` checked against the
-    /// word array's length; the check is therefore a `debug_assert!`.
     #[inline(always)]
-    #[allow(unsafe_code)]
+    fn hot(&self) -> Hot<'_> {
+        debug_assert!(self.layout.control_words <= self.words.words().len());
+        Hot { w: self.words.words(), max_extents: self.layout.max_extents }
+    }
+
+    #[inline]
     fn w(&self, i: usize) -> &AtomicU64 {
-        let words = self.words.words();
-        debug_assert!(i < self.layout.control_words && self.layout.control_words <= words.len());
-        // SAFETY: `i < layout.control_words <= words.len()` (see above): in bounds.
-        unsafe { words.get_unchecked(i) }
+        self.hot().at(i)
     }
 
     #[inline]
     fn ext_word(&self, c: &ClassInfo, ext: usize, field: usize) -> &AtomicU64 {
-        self.w(c.ext_base + ext * EXT_WORDS + field)
+        self.hot().ext_word(c, ext, field)
     }
 
     #[inline]
     fn meta_word(&self, c: &ClassInfo, ext: usize, slot: usize) -> &AtomicU64 {
-        self.w(c.meta_base + ext * c.slots + slot)
+        self.hot().meta_word(c, ext, slot)
     }
 
-    /// Published extent count of a class, capped by the local maximum (hostile input).
     #[inline]
     fn extents(&self, c: &ClassInfo) -> usize {
-        // SYNC extent-publish (Acquire): pairs with the Release store in `grow`; the
-        // extent records and metadata below this count are initialised.
-        let n = self.w(c.class_word + C_EXTENTS).load(Ordering::Acquire);
-        (n as usize).min(self.layout.max_extents)
+        self.hot().extents(c)
     }
 
     /// Smallest class whose slots hold `len` bytes.
@@ -409,11 +444,12 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// ```
     #[inline]
     pub fn alloc(&self, len: usize, peer: PeerId) -> Result<Handle, AllocError> {
+        let hot = self.hot();
         let class = self.class_for(len)?;
         let c = &self.layout.classes[class];
-        let n = self.extents(c);
+        let n = hot.extents(c);
         for ext in 0..n {
-            if let Some(h) = self.pop(c, class, ext, peer)? {
+            if let Some(h) = self.pop(hot, c, class, ext, peer)? {
                 return Ok(h);
             }
         }
@@ -438,21 +474,22 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// assert_eq!(h.extent(), 1);
     /// ```
     pub fn alloc_on(&self, len: usize, peer: PeerId, order: &[u32]) -> Result<Handle, AllocError> {
+        let hot = self.hot();
         let class = self.class_for(len)?;
         let c = &self.layout.classes[class];
-        let n = self.extents(c);
+        let n = hot.extents(c);
         for &node in order {
             for ext in 0..n {
                 // Relaxed: placement is a preference; a stale node only costs locality.
-                if self.ext_word(c, ext, X_NODE).load(Ordering::Relaxed) as u32 == node {
-                    if let Some(h) = self.pop(c, class, ext, peer)? {
+                if hot.ext_word(c, ext, X_NODE).load(Ordering::Relaxed) as u32 == node {
+                    if let Some(h) = self.pop(hot, c, class, ext, peer)? {
                         return Ok(h);
                     }
                 }
             }
         }
         for ext in 0..n {
-            if let Some(h) = self.pop(c, class, ext, peer)? {
+            if let Some(h) = self.pop(hot, c, class, ext, peer)? {
                 return Ok(h);
             }
         }
@@ -485,8 +522,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
     /// Pop one slot from an extent's free list (Treiber stack, tagged head).
     #[inline(always)]
-    fn pop(&self, c: &ClassInfo, class: usize, ext: usize, peer: PeerId) -> Result<Option<Handle>, AllocError> {
-        let head_w = self.ext_word(c, ext, X_HEAD);
+    fn pop(&self, hot: Hot<'_>, c: &ClassInfo, class: usize, ext: usize, peer: PeerId) -> Result<Option<Handle>, AllocError> {
+        let head_w = hot.ext_word(c, ext, X_HEAD);
         // SYNC free-push (Acquire): see the pushed slot's metadata and the last
         // owner's writes to its bytes.
         let mut head = head_w.load(Ordering::Acquire);
@@ -500,7 +537,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             if good {
                 // Relaxed: ordered after the Acquire of `head`, which published it; a
                 // stale value can only come with a head that has moved (the CAS fails).
-                m = self.meta_word(c, ext, idx as usize).load(Ordering::Relaxed);
+                m = hot.meta_word(c, ext, idx as usize).load(Ordering::Relaxed);
                 let next = meta_payload(m);
                 good = meta_state(m) == S_FREE
                     && meta_gen(m) != 0
@@ -526,7 +563,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
                     let g = meta_gen(m);
                     // Relaxed: the slot is ours alone now; later transitions are CASes
                     // (SYNC slot-state) and handoffs to other peers synchronise there.
-                    self.meta_word(c, ext, idx as usize).store(meta(S_ALLOCATED, g, peer), Ordering::Relaxed);
+                    hot.meta_word(c, ext, idx as usize).store(meta(S_ALLOCATED, g, peer), Ordering::Relaxed);
                     // `class`, `ext`, `idx` are in range (local layout); `g != 0` checked.
                     return Ok(Handle::pack_in_range(class, ext, idx as usize, g));
                 }
@@ -540,9 +577,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
     /// Push a slot whose metadata we just turned Free (generation `g`) onto its list.
     #[inline(always)]
-    fn push(&self, c: &ClassInfo, ext: usize, slot: usize, g: u32, mut head: u64) {
-        let head_w = self.ext_word(c, ext, X_HEAD);
-        let meta_w = self.meta_word(c, ext, slot);
+    fn push(&self, hot: Hot<'_>, c: &ClassInfo, ext: usize, slot: usize, g: u32, mut head: u64) {
+        let head_w = hot.ext_word(c, ext, X_HEAD);
+        let meta_w = hot.meta_word(c, ext, slot);
         loop {
             // SYNC free-push (Release): our metadata store (next) and every earlier write
             // to the slot's bytes happen-before the next pop. Failure: Relaxed, we only
@@ -561,9 +598,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
     /// Resolve a handle against the local layout and the published extent count.
     #[inline]
-    fn locate(&self, h: Handle) -> Result<Loc<'_>, HandleError> {
+    fn locate<'s>(&'s self, hot: Hot<'s>, h: Handle) -> Result<Loc<'s>, HandleError> {
         let c = self.layout.classes.get(h.class()).ok_or(HandleError::Invalid { field: "class" })?;
-        if h.extent() >= self.extents(c) {
+        if h.extent() >= hot.extents(c) {
             return Err(HandleError::Invalid { field: "extent" });
         }
         if h.slot() >= c.slots {
@@ -589,7 +626,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             // sees what the holder did. Failure Relaxed: we only re-check the new value.
             match meta_w.compare_exchange(cur, meta(S_FREE, g, head_index(head)), Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
-                    self.push(l.class, l.ext, l.slot, g, head);
+                    self.push(self.hot(), l.class, l.ext, l.slot, g, head);
                     return Ok(true);
                 }
                 Err(now) => cur = now,
@@ -617,11 +654,12 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// ```
     #[inline]
     pub fn free(&self, h: Handle) -> Result<(), HandleError> {
-        let l = self.locate(h)?;
-        let meta_w = self.meta_word(l.class, l.ext, l.slot);
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        let meta_w = hot.meta_word(l.class, l.ext, l.slot);
         // Relaxed (both): first guesses; the CASes validate them.
         let mut cur = meta_w.load(Ordering::Relaxed);
-        let head = self.ext_word(l.class, l.ext, X_HEAD).load(Ordering::Relaxed);
+        let head = hot.ext_word(l.class, l.ext, X_HEAD).load(Ordering::Relaxed);
         let g = next_gen(h.generation());
         loop {
             check(cur, h)?;
@@ -631,7 +669,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
                 Err(now) => cur = now,
             }
         }
-        self.push(l.class, l.ext, l.slot, g, head);
+        self.push(hot, l.class, l.ext, l.slot, g, head);
         Ok(())
     }
 
@@ -640,8 +678,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// copies die exactly as with `free`), without putting the slot on a free list.
     #[inline]
     pub(crate) fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
-        let l = self.locate(h)?;
-        let meta_w = self.meta_word(l.class, l.ext, l.slot);
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        let meta_w = hot.meta_word(l.class, l.ext, l.slot);
         let g = next_gen(h.generation());
         // Relaxed: a first guess, validated by the CAS.
         let mut cur = meta_w.load(Ordering::Relaxed);
@@ -660,9 +699,10 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// (it is not if someone reclaimed `peer` while it was alive)?
     #[inline]
     pub(crate) fn still_ours(&self, h: Handle, peer: PeerId) -> bool {
-        match self.locate(h) {
+        let hot = self.hot();
+        match self.locate(hot, h) {
             // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
-            Ok(l) => self.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire) == meta(S_ALLOCATED, h.generation(), peer),
+            Ok(l) => hot.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire) == meta(S_ALLOCATED, h.generation(), peer),
             Err(_) => false,
         }
     }
@@ -710,8 +750,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     fn transition(&self, h: Handle, from: u64, to: u64, peer: PeerId) -> Result<(), HandleError> {
-        let l = self.locate(h)?;
-        let meta_w = self.meta_word(l.class, l.ext, l.slot);
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        let meta_w = hot.meta_word(l.class, l.ext, l.slot);
         // Relaxed: a first guess, validated by the CAS.
         let mut cur = meta_w.load(Ordering::Relaxed);
         loop {
@@ -746,9 +787,10 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// assert_eq!(a.state(h), Err(HandleError::Stale));
     /// ```
     pub fn state(&self, h: Handle) -> Result<(SlotState, PeerId), HandleError> {
-        let l = self.locate(h)?;
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
         // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
-        let m = self.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire);
+        let m = hot.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire);
         Ok((check(m, h)?, meta_payload(m)))
     }
 
@@ -772,13 +814,14 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// ```
     #[inline]
     pub fn resolve(&self, h: Handle) -> Result<Slot<'_>, HandleError> {
-        let l = self.locate(h)?;
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
         let c = l.class;
         // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
-        let m = self.meta_word(c, l.ext, l.slot).load(Ordering::Acquire);
+        let m = hot.meta_word(c, l.ext, l.slot).load(Ordering::Acquire);
         check(m, h)?;
         // Relaxed: written before the extent-publish Release that `locate` acquired.
-        let off = self.ext_word(c, l.ext, X_OFFSET).load(Ordering::Relaxed) as usize;
+        let off = hot.ext_word(c, l.ext, X_OFFSET).load(Ordering::Relaxed) as usize;
         if off < self.data_start || off > self.max_len.saturating_sub(c.extent_bytes) {
             return Err(HandleError::Corrupt { what: "extent offset" });
         }
