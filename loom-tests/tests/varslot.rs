@@ -219,3 +219,26 @@ fn alloc_free_three_threads() {
         assert_eq!(drain(&a), 2);
     });
 }
+
+/// A magazine frees (caches) and flushes a slot while a reclaimer reclaims its peer:
+/// the slot ends up on the free list exactly once.
+#[test]
+fn magazine_free_racing_reclaim() {
+    loom::model(|| {
+        let a = allocator(2, 1);
+        let h = a.alloc(1, 5).unwrap();
+        let a1 = a.clone();
+        let user = thread::spawn(move || {
+            let mut m = a1.magazine(5, 2);
+            let freed = m.free(h).is_ok();
+            drop(m); // flush
+            freed
+        });
+        let a2 = a.clone();
+        let reclaimer = thread::spawn(move || a2.reclaim_peer(5));
+        let freed = user.join().unwrap();
+        let reclaimed = reclaimer.join().unwrap();
+        assert!(freed || reclaimed == 1);
+        assert_eq!(drain(&a), 2);
+    });
+}
