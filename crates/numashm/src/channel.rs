@@ -15,7 +15,10 @@ use numashm_varslot::{AllocError, Handle, HandleError};
 
 use crate::error::{MessageError, SegmentError};
 use crate::peers::{E_RECEIVED, E_SENT};
-use crate::segment::{peer_id, ring_pseudo_peer, RingSlot, Segment, END_CONSUMER, END_PRODUCER, END_SKIPPED};
+use crate::segment::{
+    peer_id, ring_pseudo_peer, RingSlot, Segment, END_CONSUMER, END_PENDING, END_PENDING_AT, END_PRODUCER, END_PUSHED,
+    END_SKIPPED,
+};
 use crate::sync::Ordering;
 
 const PREFIX: usize = 8;
@@ -363,6 +366,16 @@ impl<'s> Sender<'s> {
         } else {
             ring_pseudo_peer(self.ring)
         };
+        let spsc = self.slot.spsc.is_some();
+        if spsc {
+            // Intent record for recovery, in case we die between marking the slot
+            // in flight and counting the push (see `release_peer`). Single writer:
+            // this peer holds the producer end. Relaxed: published by the
+            // AcqRel CAS in mark_in_flight below (SYNC slot-state).
+            let ends = &self.slot.ends;
+            ends.at(END_PENDING_AT).store(ends.at(END_PUSHED).load(Ordering::Relaxed), Ordering::Relaxed);
+            ends.at(END_PENDING).store(h.to_u64(), Ordering::Relaxed);
+        }
         if let Err(e) = seg.alloc.mark_in_flight(h, to) {
             return Err(SendError { error: e.into(), message: msg });
         }
@@ -376,6 +389,12 @@ impl<'s> Sender<'s> {
         match pushed {
             Ok(()) => {
                 msg.handle = None; // now the receiver's to free
+                if spsc {
+                    let ends = &self.slot.ends;
+                    let n = ends.at(END_PUSHED).load(Ordering::Relaxed);
+                    // Release: a recoverer that sees the count also sees the push.
+                    ends.at(END_PUSHED).store(n.wrapping_add(1), Ordering::Release);
+                }
                 seg.peers.bump(seg.me, E_SENT, 1);
                 // No syscall unless a receiver is parked.
                 let _ = self.slot.data_bell.notify();

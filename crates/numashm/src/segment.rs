@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use numashm_region::{AttachOptions, CachePolicy, MemPolicy, PageSize, Placement, Region, RegionOptions};
 use numashm_ring::{Doorbell, Mpmc, SharedBell, SharedMemory, Spsc};
-use numashm_varslot::{Config as ClassConfig, PeerId, SharedAllocator};
+use numashm_varslot::{Config as ClassConfig, Handle, PeerId, SharedAllocator};
 
 use crate::error::SegmentError;
 use crate::layout::{Layout, RingKind, RingSpec, BELL_LEN, HEADER_WORDS, RING_ENDS_LEN, W_MAGIC, W_RING_SPECS};
@@ -252,6 +252,13 @@ pub(crate) struct RingSlot {
 pub(crate) const END_PRODUCER: usize = 0;
 pub(crate) const END_CONSUMER: usize = 1;
 pub(crate) const END_SKIPPED: usize = 2;
+/// Handles the producer pushed (after each push, Release), to tell a pending send apart.
+pub(crate) const END_PUSHED: usize = 3;
+/// The handle an SPSC producer is sending (0 = none): written before it marks the
+/// slot in flight, cleared after the push is counted.
+pub(crate) const END_PENDING: usize = 4;
+/// `END_PUSHED` when the pending send began.
+pub(crate) const END_PENDING_AT: usize = 5;
 
 /// A shared segment, as seen by one process (the host that created it or a
 /// guest that attached). Dropping it detaches: the peer's slots are given back.
@@ -705,16 +712,41 @@ pub(crate) fn release_peer(i: u32, alloc: &SharedAllocator<RegionMemory>, rings:
     let id = u64::from(peer_id(i));
     let n = alloc.reclaim_peer(peer_id(i));
     for r in rings {
-        // Its producer end: free it; what it already pushed stays for the consumer.
-        // AcqRel/Relaxed: the CAS hands the end over; failure means someone else holds it.
-        let _ = r.ends.at(END_PRODUCER).compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
+        // Its producer end: finish a send it died in the middle of, then free the end;
+        // what it already pushed stays for the consumer. Taking the end first (AcqRel)
+        // makes this recoverer the only one looking at the pending record.
+        if r.ends.at(END_PRODUCER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            // Relaxed: ordered after the Acquire of the CAS above.
+            let pending = r.ends.at(END_PENDING).load(Ordering::Relaxed);
+            let at = r.ends.at(END_PENDING_AT).load(Ordering::Relaxed);
+            let pushed = r.ends.at(END_PUSHED).load(Ordering::Acquire);
+            if let Some(h) = Handle::from_u64(pending).filter(|_| pushed == at) {
+                // Marked in flight but never counted as pushed: if nobody took it,
+                // nobody ever will. `take` succeeds only while it is still in flight
+                // (a receiver that popped it and took it first keeps it).
+                if alloc.take(h, peer_id(i)).is_ok() {
+                    let _ = alloc.free(h);
+                }
+            }
+            r.ends.at(END_PENDING).store(0, Ordering::Relaxed); // Relaxed: published by the Release below
+            // Release: the cleanup happens before the end is free for the next producer.
+            r.ends.at(END_PRODUCER).store(0, Ordering::Release);
+        }
         // Its consumer end: take it over (one recoverer wins), drain what was
         // in flight to it (already reclaimed above), then free the end.
         if r.ends.at(END_CONSUMER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             if let Some(s) = &r.spsc {
                 if let Ok(mut c) = s.consumer() {
                     let mut buf = [0u64; 64];
-                    while matches!(c.pop_into(&mut buf), Ok(k) if k > 0) {}
+                    while let Ok(k @ 1..) = c.pop_into(&mut buf) {
+                        // In flight to the dead peer: reclaimed above (stale now). In
+                        // flight to the ring (sent before it claimed the end): free here.
+                        for h in buf[..k].iter().filter_map(|&raw| Handle::from_u64(raw)) {
+                            if alloc.take(h, peer_id(i)).is_ok() {
+                                let _ = alloc.free(h);
+                            }
+                        }
+                    }
                 }
             }
             // Release: the drain happens before the end is free for the next consumer.
