@@ -1,21 +1,17 @@
-//! `numashm inspect PATH`: validate and show a region without disturbing it.
+//! `numashm inspect PATH`: validate and show a segment without disturbing it
+//! (read-only mapping, no peer slot taken, nothing allocated).
 
 use std::path::Path;
 
-use numashm_region::{AttachOptions, Region};
+use numashm::{PeerState, RingKind, Segment};
 use serde_json::json;
 
 use crate::util::{ctx, human, table, CliError};
 
 pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
-    // Read-only: an observer must not be able to change what it inspects.
-    let region = Region::attach_file_with(path, AttachOptions { read_only: true }).map_err(ctx("inspect", path))?;
-    let info = region.header_info().map_err(ctx("inspect", path))?;
-    let pages = region.resident_pages_per_node().map_err(ctx("measure pages of", path))?;
-    let creator_alive = std::path::Path::new(&format!("/proc/{}", info.creator_pid)).exists();
-    let placement = info
-        .placement
-        .map(|p| (format!("{:?}", p.policy()), p.nodes().iter().collect::<Vec<u32>>()));
+    let r = Segment::inspect(path).map_err(ctx("inspect", path))?;
+    let info = &r.region;
+    let placement = info.placement.map(|p| (format!("{:?}", p.policy()), p.nodes().iter().collect::<Vec<u32>>()));
     if as_json {
         let v = json!({
             "path": path.display().to_string(),
@@ -29,44 +25,116 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
             "commit": info.commit,
             "placement": placement.as_ref().map(|(p, n)| json!({"policy": p, "nodes": n})),
             "creator_pid": info.creator_pid,
-            "creator_alive": creator_alive,
+            "offsets": {"segment_header": r.offsets.0, "peers": r.offsets.1, "rings": r.offsets.2, "allocator": r.offsets.3},
+            "allocator": {"committed_bytes": r.committed_bytes, "reserved_bytes": r.reserved_bytes},
+            "classes": r.classes.iter().map(|c| json!({
+                "class": c.class, "slot_size": c.slot_size, "slots_per_extent": c.slots_per_extent,
+                "extents": c.extents.iter().map(|(n, rel)| json!({"node": n, "released": rel})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "rings": r.rings.iter().enumerate().map(|(i, ring)| json!({
+                "ring": i, "kind": format!("{:?}", ring.spec.kind), "capacity": ring.spec.capacity,
+                "fill": ring.fill, "producer": ring.producer, "consumer": ring.consumer, "skipped": ring.skipped,
+            })).collect::<Vec<_>>(),
+            "peers": r.peers.iter().map(|p| json!({
+                "index": p.index, "state": format!("{:?}", p.state), "pid": p.pid, "epoch": p.epoch,
+                "alive": p.alive, "sent": p.sent, "received": p.received, "reclaimed": p.reclaimed,
+                "mapping": format!("{:#x}", p.mapping),
+            })).collect::<Vec<_>>(),
             "pages": {
-                "page_size": pages.page_size,
-                "per_node": pages.per_node.iter().map(|(n, c)| json!({"node": n, "pages": c})).collect::<Vec<_>>(),
-                "not_resident": pages.not_present,
+                "page_size": r.pages.page_size,
+                "per_node": r.pages.per_node.iter().map(|(n, c)| json!({"node": n, "pages": c})).collect::<Vec<_>>(),
+                "not_resident": r.pages.not_present,
             },
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    println!("region {}", path.display());
+    println!("segment {}", path.display());
     let rows = vec![
-        vec!["layout version".into(), info.version.to_string()],
-        vec!["size".into(), human(info.len as u64)],
-        vec!["max size".into(), human(info.max_len as u64)],
+        vec!["layout version".into(), format!("region {}, segment {}", info.version, numashm::SEGMENT_VERSION)],
+        vec!["size".into(), format!("{} (max {})", human(info.len as u64), human(info.max_len as u64))],
         vec!["growth epoch".into(), info.epoch.to_string()],
         vec!["page size".into(), format!("{:?}", info.cache.page_size)],
-        vec![
-            "cache policy".into(),
-            format!("populate={} lock={} commit={}", info.cache.populate, info.cache.lock, info.commit),
-        ],
+        vec!["cache policy".into(), format!("populate={} lock={} commit={}", info.cache.populate, info.cache.lock, info.commit)],
         vec![
             "placement".into(),
             placement.map(|(p, n)| format!("{p} on nodes {n:?}")).unwrap_or_else(|| "none (first touch)".into()),
         ],
+        vec!["creator".into(), format!("pid {}", info.creator_pid)],
         vec![
-            "creator".into(),
-            format!("pid {} ({})", info.creator_pid, if creator_alive { "alive" } else { "gone" }),
+            "allocator".into(),
+            format!("{} committed of {} reserved", human(r.committed_bytes), human(r.reserved_bytes)),
         ],
     ];
     print!("{}", table(&["field", "value"], &rows));
-    println!("pages per NUMA node (measured now, {} pages):", human(pages.page_size as u64));
-    let mut rows: Vec<Vec<String>> = pages
+    println!("\nsize classes:");
+    let rows: Vec<Vec<String>> = r
+        .classes
+        .iter()
+        .map(|c| {
+            let nodes: Vec<String> = c
+                .extents
+                .iter()
+                .map(|(n, rel)| format!("{}{}", n.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), if *rel { " (released)" } else { "" }))
+                .collect();
+            vec![
+                c.class.to_string(),
+                human(c.slot_size as u64),
+                c.slots_per_extent.to_string(),
+                c.extents.len().to_string(),
+                nodes.join(", "),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["class", "slot", "slots/extent", "extents", "extent nodes"], &rows));
+    println!("\nrings:");
+    let rows: Vec<Vec<String>> = r
+        .rings
+        .iter()
+        .enumerate()
+        .map(|(i, ring)| {
+            let who = |p: Option<u32>| p.map(|p| format!("peer {p}")).unwrap_or_else(|| "-".into());
+            vec![
+                i.to_string(),
+                match ring.spec.kind {
+                    RingKind::Spsc => "spsc".into(),
+                    RingKind::Mpmc => "mpmc".into(),
+                },
+                ring.spec.capacity.to_string(),
+                ring.fill.to_string(),
+                who(ring.producer),
+                who(ring.consumer),
+                ring.skipped.to_string(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["ring", "kind", "capacity", "fill", "producer", "consumer", "stale skipped"], &rows));
+    println!("\npeers:");
+    let rows: Vec<Vec<String>> = r
+        .peers
+        .iter()
+        .map(|p| {
+            vec![
+                p.index.to_string(),
+                format!("{:?}", p.state),
+                p.pid.to_string(),
+                if p.state == PeerState::Attached { (if p.alive { "yes" } else { "NO (recoverable)" }).into() } else { "-".into() },
+                p.epoch.to_string(),
+                p.sent.to_string(),
+                p.received.to_string(),
+                p.reclaimed.to_string(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["peer", "state", "pid", "alive", "epoch", "sent", "received", "reclaimed"], &rows));
+    println!("\npages per NUMA node (measured now, {} pages):", human(r.pages.page_size as u64));
+    let mut rows: Vec<Vec<String>> = r
+        .pages
         .per_node
         .iter()
-        .map(|(n, c)| vec![n.to_string(), c.to_string(), human((*c * pages.page_size) as u64)])
+        .map(|(n, c)| vec![n.to_string(), c.to_string(), human((*c * r.pages.page_size) as u64)])
         .collect();
-    rows.push(vec!["not resident".into(), pages.not_present.to_string(), human((pages.not_present * pages.page_size) as u64)]);
+    rows.push(vec!["not resident".into(), r.pages.not_present.to_string(), human((r.pages.not_present * r.pages.page_size) as u64)]);
     print!("{}", table(&["node", "pages", "bytes"], &rows));
     Ok(())
 }

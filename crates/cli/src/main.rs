@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use numashm_region::{MemPolicy, PageSize, RegionOptions};
+use numashm_region::{MemPolicy, PageSize};
 
 use util::{ctx, human, parse_size, CliError};
 
@@ -50,7 +50,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a named region (on tmpfs, e.g. /dev/shm/NAME, for placement).
+    /// Create a named segment (on tmpfs, e.g. /dev/shm/NAME, for placement).
     Create {
         /// Path of the new file (must not exist).
         path: PathBuf,
@@ -78,6 +78,18 @@ enum Command {
         /// Fall back to smaller pages / no lock when the policy cannot be had.
         #[arg(long)]
         fallback: bool,
+        /// Size classes, SIZE:SLOTS_PER_EXTENT comma separated (default 1k:1024,16k:256,256k:32,4m:8).
+        #[arg(long, value_parser = parse_classes)]
+        classes: Option<numashm::ClassConfig>,
+        /// Number of SPSC rings (capacity --ring-capacity).
+        #[arg(long, default_value_t = 2)]
+        rings: usize,
+        /// Capacity of each ring (a power of two).
+        #[arg(long, default_value_t = 1024)]
+        ring_capacity: u32,
+        /// Peer table capacity.
+        #[arg(long, default_value_t = 64)]
+        max_peers: u32,
     },
     /// Grow a named region in place.
     Grow {
@@ -119,6 +131,20 @@ enum Command {
     DemoGuest { path: PathBuf },
 }
 
+/// `1k:1024,16k:256` → size classes.
+fn parse_classes(s: &str) -> Result<numashm::ClassConfig, String> {
+    let mut cfg = numashm::ClassConfig::new();
+    for part in s.split(',') {
+        let (size, count) = part.split_once(':').ok_or_else(|| format!("`{part}`: expected SIZE:SLOTS, e.g. 16k:256"))?;
+        let count: usize = count.trim().parse().map_err(|_| format!("`{count}`: not a slot count"))?;
+        if count == 0 {
+            return Err(format!("`{part}`: a class needs at least one slot"));
+        }
+        cfg = cfg.class(parse_size(size)?, count);
+    }
+    Ok(cfg)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with 2 on usage errors
     match run(cli.command) {
@@ -133,31 +159,56 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Topology { json } => topology::run(json),
-        Command::Create { path, size, max_size, node, policy, pages, populate, lock, fallback } => {
-            let mut opts = RegionOptions::new(size)
-                .page_size(match pages {
+        Command::Create {
+            path,
+            size,
+            max_size,
+            node,
+            policy,
+            pages,
+            populate,
+            lock,
+            fallback,
+            classes,
+            rings,
+            ring_capacity,
+            max_peers,
+        } => {
+            let cache = numashm::CachePolicy {
+                page_size: match pages {
                     PagesArg::Base => PageSize::Base,
                     PagesArg::Thp => PageSize::Thp,
                     PagesArg::Huge2M => PageSize::Huge2M,
                     PagesArg::Huge1G => PageSize::Huge1G,
-                })
-                .populate(populate)
-                .lock(lock)
-                .fallback(fallback);
+                },
+                populate,
+                lock,
+                ..Default::default()
+            };
+            let mut cfg = numashm::SegmentConfig::file(&path)
+                .size(size)
+                .cache_policy(cache)
+                .fallback(fallback)
+                .rings(vec![numashm::RingSpec::spsc(ring_capacity); rings])
+                .max_peers(max_peers)
+                .keep_file(true);
             if let Some(m) = max_size {
-                opts = opts.max_len(m);
+                cfg = cfg.max_size(m);
             }
-            if !node.is_empty() {
-                opts = opts.nodes(&node).policy(match policy {
+            if let Some(c) = classes {
+                cfg = cfg.classes(c);
+            }
+            if let Some(&n) = node.first() {
+                cfg = cfg.node(n).policy(match policy {
                     PolicyArg::Bind => MemPolicy::Bind,
                     PolicyArg::Preferred => MemPolicy::Preferred,
                     PolicyArg::Interleave => MemPolicy::Interleave,
                 });
             }
-            let mut region = opts.create_file(&path).map_err(ctx("create", &path))?;
-            region.release_ownership();
+            let seg = numashm::Segment::create(cfg).map_err(ctx("create", &path))?;
+            let region = seg.region();
             println!(
-                "created {} ({}, max {}, {:?} pages{})",
+                "created {} ({}, max {}, {:?} pages{}, {} size classes, {} rings, {} peers max)",
                 path.display(),
                 human(region.len() as u64),
                 human(region.max_len() as u64),
@@ -165,7 +216,10 @@ fn run(cmd: Command) -> Result<(), CliError> {
                 region
                     .placement()
                     .map(|p| format!(", {:?} on nodes {:?}", p.policy(), p.nodes().iter().collect::<Vec<_>>()))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                seg.allocator().class_count(),
+                seg.ring_count(),
+                max_peers,
             );
             Ok(())
         }

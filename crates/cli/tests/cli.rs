@@ -19,7 +19,12 @@ fn stdout(out: &std::process::Output) -> String {
 #[test]
 fn create_inspect_grow_rm_round_trip() {
     let p = path("roundtrip");
-    let out = numashm().args(["create"]).arg(&p).args(["--size", "4M", "--max-size", "64M", "--node", "0", "--populate"]).output().unwrap();
+    let out = numashm()
+        .args(["create"])
+        .arg(&p)
+        .args(["--size", "4M", "--max-size", "64M", "--node", "0", "--populate", "--classes", "1k:64,16k:16"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout(&out).contains("4 MiB"));
 
@@ -31,6 +36,9 @@ fn create_inspect_grow_rm_round_trip() {
     assert_eq!(v["placement"]["policy"], "Bind");
     assert_eq!(v["pages"]["per_node"][0]["node"], 0);
     assert_eq!(v["pages"]["per_node"][0]["pages"], 1024, "populated pages measured on node 0");
+    assert_eq!(v["classes"][1]["slot_size"], 16384);
+    assert_eq!(v["rings"].as_array().unwrap().len(), 2);
+    assert!(v["peers"].as_array().unwrap().is_empty(), "the creator detached; the inspector did not join");
 
     let out = numashm().arg("grow").arg(&p).args(["--to", "8M"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -49,7 +57,7 @@ fn create_inspect_grow_rm_round_trip() {
 #[test]
 fn inspect_names_the_bad_field_of_a_corrupt_file() {
     let p = path("corrupt");
-    numashm().arg("create").arg(&p).args(["--size", "1M"]).assert().success();
+    numashm().arg("create").arg(&p).args(["--size", "1M", "--classes", "1k:16"]).assert().success();
     let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
     f.seek(SeekFrom::Start(8)).unwrap();
     f.write_all(&[9, 0, 0, 0]).unwrap();
@@ -77,12 +85,45 @@ fn inspect_of_a_foreign_file_is_a_clear_error() {
 fn usage_errors_exit_2() {
     numashm().arg("frobnicate").assert().code(2);
     numashm().args(["create", "/dev/shm/x", "--size", "12Q"]).assert().code(2);
+    numashm().args(["create", "/dev/shm/x", "--size", "1M", "--classes", "1k"]).assert().code(2);
+}
+
+#[test]
+fn create_too_small_for_the_classes_says_how_much_is_needed() {
+    let p = path("small");
+    let out = numashm().arg("create").arg(&p).args(["--size", "64k"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("size") && err.contains("need"), "{err}");
+    assert!(!p.exists());
+}
+
+#[test]
+fn inspect_shows_a_live_peer_without_joining() {
+    let p = path("live");
+    numashm().arg("create").arg(&p).args(["--size", "1M", "--classes", "1k:16"]).assert().success();
+    // A live peer: this test process attaches and sends one message.
+    let seg = numashm::Segment::attach(&p).unwrap();
+    let tx = seg.sender(0).unwrap();
+    tx.send(tx.alloc(10).unwrap()).map_err(|e| e.error).unwrap();
+    let out = numashm().arg("inspect").arg(&p).arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers = v["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0]["pid"], std::process::id());
+    assert_eq!(peers[0]["alive"], true);
+    assert_eq!(peers[0]["sent"], 1);
+    assert_eq!(v["rings"][0]["fill"], 1);
+    drop(tx);
+    drop(seg);
+    std::fs::remove_file(&p).unwrap();
 }
 
 #[test]
 fn create_with_unknown_node_fails_with_the_path_and_no_file() {
     let p = path("badnode");
-    let out = numashm().arg("create").arg(&p).args(["--size", "1M", "--node", "200"]).output().unwrap();
+    let out = numashm().arg("create").arg(&p).args(["--size", "1M", "--classes", "1k:16", "--node", "200"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("node 200") && err.contains("create"), "{err}");

@@ -53,6 +53,7 @@ pub struct SegmentConfig {
     classes: ClassConfig,
     rings: Vec<RingSpec>,
     max_peers: u32,
+    keep_file: bool,
 }
 
 impl SegmentConfig {
@@ -69,6 +70,7 @@ impl SegmentConfig {
             classes: ClassConfig::default(),
             rings: vec![RingSpec::spsc(1024), RingSpec::spsc(1024)],
             max_peers: 64,
+            keep_file: false,
         }
     }
 
@@ -220,6 +222,23 @@ impl SegmentConfig {
         self
     }
 
+    /// Keep a named segment's file when the creating process drops it (by default
+    /// the creator owns the file and unlinks it on drop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let path = format!("/dev/shm/numashm-doc-keep-{}", std::process::id());
+    /// drop(numashm::Segment::create(numashm::SegmentConfig::file(&path).keep_file(true))?);
+    /// assert!(std::path::Path::new(&path).exists());
+    /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn keep_file(mut self, keep: bool) -> Self {
+        self.keep_file = keep;
+        self
+    }
+
     /// Peer table capacity (default 64).
     ///
     /// # Examples
@@ -307,7 +326,7 @@ pub struct Recovery {
     pub peers: Vec<(u32, u32, usize)>,
 }
 
-fn header_snapshot(words: &Words) -> [u64; HEADER_WORDS] {
+pub(crate) fn header_snapshot(words: &Words) -> [u64; HEADER_WORDS] {
     let mut out = [0u64; HEADER_WORDS];
     for (i, w) in out.iter_mut().enumerate() {
         // SYNC segment-init: the magic with Acquire (pairs with the creator's Release);
@@ -352,10 +371,14 @@ impl Segment {
         if !config.nodes.is_empty() {
             opts = opts.nodes(&config.nodes).policy(config.policy);
         }
-        let region = Arc::new(match &config.path {
+        let mut region = match &config.path {
             Some(p) => opts.create_file(p)?,
             None => opts.create_anonymous(&config.name)?,
-        });
+        };
+        if config.keep_file {
+            region.release_ownership();
+        }
+        let region = Arc::new(region);
         // Rings and bells first; the allocator; then the header, magic last.
         let rings = Self::lay_rings(&region, &layout, true)?;
         let alloc = SharedAllocator::create(&classes, RegionMemory::new(region.clone(), layout.alloc_off))?;
@@ -420,7 +443,7 @@ impl Segment {
         Self::join(region, layout, alloc, rings, node, false)
     }
 
-    fn lay_rings(region: &Arc<Region>, layout: &Layout, init: bool) -> Result<Vec<RingSlot>, SegmentError> {
+    pub(crate) fn lay_rings(region: &Arc<Region>, layout: &Layout, init: bool) -> Result<Vec<RingSlot>, SegmentError> {
         let mut rings = Vec::with_capacity(layout.rings.len());
         for (i, spec) in layout.rings.iter().enumerate() {
             let off = layout.ring_off(i);
@@ -560,21 +583,7 @@ impl Segment {
     /// # Ok::<(), numashm::SegmentError>(())
     /// ```
     pub fn ring_info(&self, ring: usize) -> Result<RingInfo, SegmentError> {
-        let r = self.ring(ring)?;
-        let fill = match (&r.spsc, &r.mpmc) {
-            (Some(s), _) => s.len()?,
-            (_, Some(m)) => m.len()?,
-            _ => 0,
-        };
-        // Relaxed: observation only.
-        let end = |w| r.ends.at(w).load(Ordering::Relaxed);
-        Ok(RingInfo {
-            spec: r.spec,
-            fill,
-            producer: (end(END_PRODUCER) as u32).checked_sub(1),
-            consumer: (end(END_CONSUMER) as u32).checked_sub(1),
-            skipped: end(END_SKIPPED),
-        })
+        ring_info_of(self.ring(ring)?)
     }
 
     pub(crate) fn ring(&self, ring: usize) -> Result<&RingSlot, SegmentError> {
@@ -786,4 +795,17 @@ impl AsFd for Segment {
 /// ```
 pub fn placement_of(segment: &Segment) -> Option<Placement> {
     segment.region.placement()
+}
+
+/// A ring's fill, ends and counters.
+pub(crate) fn ring_info_of(r: &RingSlot) -> Result<RingInfo, SegmentError> {
+    let fill = match (&r.spsc, &r.mpmc) {
+        (Some(s), _) => s.len()?,
+        (_, Some(m)) => m.len()?,
+        _ => 0,
+    };
+    // Relaxed: observation only.
+    let end = |w| r.ends.at(w).load(Ordering::Relaxed);
+    let holder = |v: u64| if v == 0 || v == u64::MAX { None } else { Some(v as u32 - 1) };
+    Ok(RingInfo { spec: r.spec, fill, producer: holder(end(END_PRODUCER)), consumer: holder(end(END_CONSUMER)), skipped: end(END_SKIPPED) })
 }
