@@ -35,15 +35,45 @@ use crate::sync::Ordering;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// First word of every ring header: `b"nshmRING"` read as a little-endian `u64`.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(&numashm_ring::RING_MAGIC.to_le_bytes(), b"nshmRING");
+/// ```
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"nshmRING");
 /// Layout version written into, and required from, ring and doorbell headers.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(numashm_ring::LAYOUT_VERSION, 1);
+/// ```
 pub const LAYOUT_VERSION: u32 = 1;
 /// Alignment required of a ring's or doorbell's base address, and the size of
 /// one padded line (two 64-byte cache lines, against adjacent-line prefetch).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::align_of::<numashm_ring::RingHeader>(), numashm_ring::ALIGN);
+/// ```
 pub const ALIGN: usize = 128;
 /// Largest capacity a ring may have (2^32 cells).
+///
+/// # Examples
+///
+/// ```
+/// assert!(numashm_ring::Spsc::new((numashm_ring::MAX_CAPACITY * 2) as usize).is_err());
+/// ```
 pub const MAX_CAPACITY: u64 = 1 << 32;
 /// Bytes of a ring header; the cells start at this offset.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::size_of::<numashm_ring::RingHeader>(), numashm_ring::RING_HEADER_BYTES);
+/// ```
 pub const RING_HEADER_BYTES: usize = 3 * ALIGN;
 
 /// Kind of ring recorded in the header.
@@ -66,6 +96,12 @@ impl Kind {
 }
 
 /// The first padded line of a ring: identity and geometry, written once.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::size_of::<numashm_ring::RingMeta>(), 128);
+/// ```
 #[repr(C, align(128))]
 pub struct RingMeta {
     magic: AtomicU64,
@@ -75,6 +111,12 @@ pub struct RingMeta {
 }
 
 /// One hot index alone on its padded line (`CachePadded` for shared memory).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::size_of::<numashm_ring::PaddedIndex>(), 128);
+/// ```
 #[repr(C, align(128))]
 pub struct PaddedIndex {
     pub(crate) value: AtomicU64,
@@ -83,6 +125,12 @@ pub struct PaddedIndex {
 /// The 384-byte header in front of a ring's cells.
 ///
 /// Fields are private: the header is read only through the ring types.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::size_of::<numashm_ring::RingHeader>(), 384);
+/// ```
 #[repr(C)]
 pub struct RingHeader {
     meta: RingMeta,
@@ -397,6 +445,12 @@ pub(crate) fn capacity_of<M: RingMemory>(mem: &M, kind: Kind) -> u64 {
 }
 
 /// Magic in a standalone doorbell block: `b"BELL"` as a little-endian `u32`.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(&numashm_ring::BELL_MAGIC.to_le_bytes(), b"BELL");
+/// ```
 pub const BELL_MAGIC: u32 = u32::from_le_bytes(*b"BELL");
 
 /// A doorbell's words: one padded line (layout version 1).
@@ -408,6 +462,12 @@ pub const BELL_MAGIC: u32 = u32::from_le_bytes(*b"BELL");
 /// | 8 | 4 | magic `BELL_MAGIC` (written last, Release) |
 /// | 12 | 4 | layout version (1) |
 /// | 16..128 | | reserved, zero |
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(std::mem::size_of::<numashm_ring::BellBlock>(), numashm_ring::BELL_BYTES);
+/// ```
 #[repr(C, align(128))]
 pub struct BellBlock {
     pub(crate) seq: AtomicU32,
@@ -417,6 +477,12 @@ pub struct BellBlock {
 }
 
 /// Bytes of a doorbell block in shared memory.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(numashm_ring::BELL_BYTES, 128);
+/// ```
 pub const BELL_BYTES: usize = ALIGN;
 
 #[cfg(not(numashm_loom))]

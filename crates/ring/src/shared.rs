@@ -154,6 +154,12 @@ impl Mpmc<SharedMemory> {
 
 impl Doorbell<SharedBell> {
     /// Bytes a doorbell occupies in shared memory (one 128-byte line).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(numashm_ring::Doorbell::<numashm_ring::SharedBell>::BYTES, 128);
+    /// ```
     pub const BYTES: usize = crate::mem::BELL_BYTES;
 
     /// Creates a doorbell in `ptr..ptr+len` (at least [`Self::BYTES`],
