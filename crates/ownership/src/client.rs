@@ -359,8 +359,8 @@ impl BrokerClient {
     /// attaches the region: read-only for `ReadOnly`, read-write otherwise;
     /// `Move` also makes this process the owner. The broker checks, with the
     /// pid the kernel reports for this socket (`SO_PEERCRED`), that the
-    /// capability is bound to this process. This process's mapping is
-    /// registered in the descriptor.
+    /// capability is bound to this process. For `ReadWrite` and `Move` this
+    /// process's mapping is registered in the descriptor.
     ///
     /// # Errors
     ///
@@ -390,7 +390,10 @@ impl BrokerClient {
             return Err(OfferError::Refused { code: ErrorCode::BadMessage, detail: 0 });
         };
         let region = Region::attach_fd_with(fd, AttachOptions { read_only: mode == CapMode::ReadOnly })?;
-        Descriptor::open(&region).and_then(|d| d.register()).map_err(|e| invalid("descriptor", e.to_string()))?;
+        if mode != CapMode::ReadOnly {
+            // A read-only attacher cannot write the mapping table.
+            Descriptor::open(&region).and_then(|d| d.register()).map_err(|e| invalid("descriptor", e.to_string()))?;
+        }
         Ok(region)
     }
 }

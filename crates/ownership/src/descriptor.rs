@@ -166,6 +166,16 @@ impl<'r> Descriptor<'r> {
         NonNull::new(ptr.cast()).ok_or(DescriptorError::corrupt("base", None, "null mapping"))
     }
 
+    /// Every store into the descriptor goes through a writable mapping: a CAS
+    /// on a read-only one would fault, not fail.
+    fn writable(&self) -> Result<(), DescriptorError> {
+        if self.region.is_writable() {
+            Ok(())
+        } else {
+            Err(DescriptorError::Permission { asked: Perms::W, detail: "the region is attached read-only here: the descriptor cannot be changed" })
+        }
+    }
+
     fn raw(&self) -> &RawDescriptor {
         // SAFETY: 1. `raw` points at DESCRIPTOR_LEN mapped bytes inside
         // `self.region`, borrowed for 'r (see `locate`); 2. it is page-aligned;
@@ -377,6 +387,7 @@ impl<'r> Descriptor<'r> {
     /// ```
     #[doc(alias = "pidfd_open")]
     pub fn transfer_ownership(&self, new_owner: u32) -> Result<Owner, DescriptorError> {
+        self.writable()?;
         let me = self_pid();
         let cur_word = self.raw().owner.load(SC);
         let cur = self.owner()?;
@@ -456,6 +467,7 @@ impl<'r> Descriptor<'r> {
 
     /// Records `addr+len` as the calling process's mapping.
     fn record(&self, addr: usize, len: usize, perms: Perms) -> Result<(), DescriptorError> {
+        self.writable()?;
         let me = self_pid();
         if self.get_mapping(me)?.is_some() {
             return Err(DescriptorError::AlreadyMapped { pid: me });
@@ -492,6 +504,9 @@ impl<'r> Descriptor<'r> {
 
     /// Frees mapping slots of processes that have exited (or whose pid was reused).
     fn prune_dead(&self) {
+        if self.writable().is_err() {
+            return;
+        }
         for i in 0..MAX_MAPPINGS {
             if let Ok(Some(m)) = self.read_mapping(i) {
                 if !is_same_live_process(m.pid, m.start_time) {
@@ -506,6 +521,7 @@ impl<'r> Descriptor<'r> {
     }
 
     fn forget(&self) -> Result<(), DescriptorError> {
+        self.writable()?;
         let me = self_pid();
         for s in &self.raw().mappings {
             let k = s.key.load(SC);
@@ -647,6 +663,7 @@ impl<'r> Descriptor<'r> {
     /// See [`Descriptor`].
     #[doc(alias = "getrandom")]
     pub fn create_capability(&self, target_pid: u32, mode: CapMode) -> Result<u64, DescriptorError> {
+        self.writable()?;
         let me = self_pid();
         let owner = self.owner()?;
         if owner.pid != me {
@@ -687,6 +704,7 @@ impl<'r> Descriptor<'r> {
     ///
     /// See [`Descriptor`].
     pub fn revoke(&self, token: u64) -> Result<(), DescriptorError> {
+        self.writable()?;
         let me = self_pid();
         let owner = self.owner()?;
         if owner.pid != me {
@@ -762,6 +780,7 @@ impl<'r> Descriptor<'r> {
             return Err(DescriptorError::TargetGone { pid: claimant });
         }
         if mode == CapMode::Move {
+            self.writable()?;
             s.state
                 .compare_exchange(st, cap_word(CAP_USED, mode as u64, st >> 16), SC, SC)
                 .map_err(|_| DescriptorError::NoSuchCapability)?;
@@ -776,8 +795,9 @@ impl<'r> Descriptor<'r> {
 
     /// Attaches to a region through `fd` with a capability for the calling
     /// process. `ReadOnly` attaches read-only; `ReadWrite` read-write; `Move`
-    /// read-write and makes the caller the owner. The returned region has this
-    /// process's mapping registered.
+    /// read-write and makes the caller the owner. For `ReadWrite` and `Move` the
+    /// returned region has this process's mapping registered (a read-only
+    /// attacher cannot write the table).
     ///
     /// This in-process check is convention: whoever holds a read-write fd can
     /// attach anyway. The kernel-checked path is the broker's
@@ -802,12 +822,24 @@ impl<'r> Descriptor<'r> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attach_with_capability(fd: std::os::fd::OwnedFd, token: u64) -> Result<Region, DescriptorError> {
-        let probe = Region::attach_fd_with(fd.try_clone().map_err(|e| DescriptorError::sys("dup", Errno::from_io_error(&e).unwrap_or(Errno::BADF)))?, numashm_region::AttachOptions { read_only: true })?;
-        let mode = Descriptor::open(&probe)?.redeem_capability(token, self_pid())?;
+        use numashm_region::AttachOptions;
+        let dup = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone().map_err(|e| DescriptorError::sys("dup", Errno::from_io_error(&e).unwrap_or(Errno::BADF)))
+        };
+        // Read-write when the fd allows it: redeeming a move token writes the descriptor.
+        let probe = match Region::attach_fd_with(dup(&fd)?, AttachOptions { read_only: false }) {
+            Ok(r) => r,
+            Err(_) => Region::attach_fd_with(dup(&fd)?, AttachOptions { read_only: true })?,
+        };
+        let desc = Descriptor::open(&probe)?;
+        let mode = desc.redeem_capability(token, self_pid())?;
+        if mode != CapMode::ReadOnly {
+            desc.register()?;
+            return Ok(probe);
+        }
         drop(probe);
-        let region = Region::attach_fd_with(fd, numashm_region::AttachOptions { read_only: mode == CapMode::ReadOnly })?;
-        Descriptor::open(&region)?.register()?;
-        Ok(region)
+        // A read-only attacher cannot write the mapping table: it stays unrecorded.
+        Ok(Region::attach_fd_with(fd, AttachOptions { read_only: true })?)
     }
 }
 
