@@ -581,7 +581,7 @@ impl Claimed {
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<(), OfferError> {
-        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+        if offset.checked_add(len).map_or(true, |end| end > self.len) {
             return Err(invalid("range", format!("{offset:#x}+{len:#x} outside {:#x} bytes", self.len)));
         }
         Ok(())

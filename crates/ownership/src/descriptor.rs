@@ -917,7 +917,7 @@ impl Mapping<'_, '_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), DescriptorError> {
-        if offset.checked_add(buf.len()).is_none_or(|end| end > self.len) {
+        if offset.checked_add(buf.len()).map_or(true, |end| end > self.len) {
             return Err(DescriptorError::Misaligned { what: "range", value: offset, page: PAGE });
         }
         // SAFETY: 1. the range is inside this mapping (checked), which `map`

@@ -46,7 +46,7 @@ pub fn physical_frames(region: &Region, offset: usize, len: usize) -> Result<Vec
         return Err(FramesError::Misaligned { offset, len });
     }
     let size = region.len();
-    if offset.checked_add(len).is_none_or(|end| end > size) {
+    if offset.checked_add(len).map_or(true, |end| end > size) {
         return Err(FramesError::OutOfBounds { offset, len, size });
     }
     let pages = len / PAGE;

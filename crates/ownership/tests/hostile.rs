@@ -188,7 +188,7 @@ fn random_descriptor_bytes_give_errors_not_panics() {
         x
     };
     for round in 0..300 {
-        Descriptor::create(&r).map(|_| ()).or_else(|_| Ok::<(), ()>(())).unwrap();
+        let _ = Descriptor::create(&r); // fails (already there) when the bytes look like a descriptor
         // Keep the header valid half of the time so the tables get exercised.
         for _ in 0..8 {
             let off = (next() as usize % (CAPS + 32 * MAX_CAPABILITIES)) & !7;
