@@ -120,40 +120,49 @@ fn garbage_mpmc_indices_are_corrupt() {
     assert!(ring.len().is_err());
 }
 
+fn attach_spsc(p: *mut u8, len: usize) -> Result<Spsc<numashm_ring::SharedMemory>, LayoutError> {
+    // SAFETY: every caller passes a range inside a live AlignedBuf that it
+    // keeps until the view is dropped and accesses only atomically.
+    unsafe { Spsc::attach_in(p, len) }
+}
+
+fn attach_mpmc(p: *mut u8, len: usize) -> Result<Mpmc<numashm_ring::SharedMemory>, LayoutError> {
+    // SAFETY: as in `attach_spsc`.
+    unsafe { Mpmc::attach_in(p, len) }
+}
+
+fn init_spsc(p: *mut u8, len: usize, cap: usize) -> Result<Spsc<numashm_ring::SharedMemory>, LayoutError> {
+    // SAFETY: as in `attach_spsc`; nobody else uses the buffer meanwhile.
+    unsafe { Spsc::init_in(p, len, cap) }
+}
+
 #[test]
 fn attach_validates_the_header() {
     let mut buf = AlignedBuf::new(1024);
     let (p, len) = (buf.ptr(), buf.len());
-    // SAFETY (all blocks below): buf outlives the views, all access atomic.
-    assert_eq!(unsafe { Spsc::attach_in(p, len) }.err(), Some(LayoutError::Magic(0)));
+    assert_eq!(attach_spsc(p, len).err(), Some(LayoutError::Magic(0)));
     spsc_in(&mut buf, 16);
-    assert!(unsafe { Spsc::attach_in(p, len) }.is_ok());
-    assert_eq!(
-        unsafe { Mpmc::attach_in(p, len) }.err(),
-        Some(LayoutError::Kind { expected: 2, found: 1 })
-    );
-    assert!(matches!(unsafe { Spsc::attach_in(p, 400) }, Err(LayoutError::TooSmall { needed: 512, len: 400 })));
-    assert!(matches!(
-        unsafe { Spsc::attach_in(p.wrapping_add(8), len - 8) },
-        Err(LayoutError::Misaligned { .. })
-    ));
+    assert!(attach_spsc(p, len).is_ok());
+    assert_eq!(attach_mpmc(p, len).err(), Some(LayoutError::Kind { expected: 2, found: 1 }));
+    assert!(matches!(attach_spsc(p, 400), Err(LayoutError::TooSmall { needed: 512, len: 400 })));
+    assert!(matches!(attach_spsc(p.wrapping_add(8), len - 8), Err(LayoutError::Misaligned { .. })));
     poke(&mut buf, 16, 3); // capacity
-    assert_eq!(unsafe { Spsc::attach_in(p, len) }.err(), Some(LayoutError::Capacity(3)));
+    assert_eq!(attach_spsc(p, len).err(), Some(LayoutError::Capacity(3)));
     poke(&mut buf, 16, 1 << 40); // huge capacity must not overflow sizes
-    assert_eq!(unsafe { Spsc::attach_in(p, len) }.err(), Some(LayoutError::Capacity(1 << 40)));
+    assert_eq!(attach_spsc(p, len).err(), Some(LayoutError::Capacity(1 << 40)));
     poke(&mut buf, 16, 16);
     poke(&mut buf, 8, 7 | (1 << 32)); // version 7, kind 1
-    assert_eq!(unsafe { Spsc::attach_in(p, len) }.err(), Some(LayoutError::Version(7)));
+    assert_eq!(attach_spsc(p, len).err(), Some(LayoutError::Version(7)));
 }
 
 #[test]
 fn init_refuses_bad_geometry() {
     let mut buf = AlignedBuf::new(1024);
     let (p, len) = (buf.ptr(), buf.len());
-    // SAFETY (all blocks): buf is live and unused by anyone else.
-    assert_eq!(unsafe { Spsc::init_in(p, len, 6) }.err(), Some(LayoutError::Capacity(6)));
+    assert_eq!(init_spsc(p, len, 6).err(), Some(LayoutError::Capacity(6)));
+    // SAFETY: as in `attach_spsc`.
     assert_eq!(unsafe { Mpmc::init_in(p, len, 1) }.err(), Some(LayoutError::Capacity(1)));
-    assert!(matches!(unsafe { Spsc::init_in(p, len, 1024) }, Err(LayoutError::TooSmall { .. })));
+    assert!(matches!(init_spsc(p, len, 1024), Err(LayoutError::TooSmall { .. })));
     assert_eq!(Spsc::<HeapMemory>::bytes_for(usize::MAX), None);
 }
 
@@ -163,7 +172,8 @@ fn garbage_doorbell_header_is_refused() {
     let (p, len) = (buf.ptr(), buf.len());
     poke(&mut buf, 8, 0xdead_beef);
     // SAFETY: buf outlives the view; all access atomic.
-    assert!(matches!(unsafe { Doorbell::attach_in(p, len) }, Err(LayoutError::Magic(_))));
+    let r = unsafe { Doorbell::attach_in(p, len) };
+    assert!(matches!(r, Err(LayoutError::Magic(_))));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! address of its own choosing and attaches to the rings and doorbells the
 //! parent created in it. Every wait has a timeout and every child a watchdog.
 #![allow(unsafe_code)]
+#![allow(clippy::disallowed_types)] // test bookkeeping uses core atomics directly
 #![cfg_attr(miri, allow(dead_code, unused_imports))]
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
