@@ -32,6 +32,13 @@ mod native {
     macro_rules! atomic {
         ($name:ident, $core:ty, $int:ty) => {
             #[doc = concat!("`", stringify!($core), "` (loom's under `--cfg numashm_loom`).")]
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let a = numashm_varslot::sync::", stringify!($name), "::new(1);")]
+            /// assert_eq!(a.fetch_add(1, numashm_varslot::sync::Ordering::SeqCst), 1);
+            /// ```
             #[derive(Debug, Default)]
             #[repr(transparent)]
             pub struct $name($core);
