@@ -83,6 +83,9 @@ impl Kid {
     pub fn finish_ok(self) -> Output {
         let out = self.finish();
         assert_ok(&out);
+        // A child that matched no test would exit 0 having checked nothing.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
         out
     }
 }
