@@ -31,6 +31,29 @@ fn barrier(a: &SharedAllocator<ShmMemory>, h: Handle) -> &numashm_varslot::sync:
     unsafe { &*s.as_ptr().cast::<numashm_varslot::sync::AtomicU64>() }
 }
 
+/// Aborts the process if it is not dropped within `secs` (a hang must not stall CI).
+struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    fn new(secs: u64) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
+                eprintln!("watchdog: cross-process test hung for {secs} s; aborting");
+                std::process::abort();
+            }
+        });
+        Self(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the watchdog thread with `Disconnected`.
+        self.0.take();
+    }
+}
+
 fn wait_for(word: &numashm_varslot::sync::AtomicU64, until: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     // Acquire: pairs with the other side's Release store (SYNC test-barrier).
@@ -223,6 +246,7 @@ fn rounds() -> u64 {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn two_processes_share_slots_without_loss_or_duplication() {
+    let _watchdog = Watchdog::new(900);
     let fd = rustix::fs::memfd_create("varslot-test", MemfdFlags::CLOEXEC).unwrap();
     let mem = ShmMemory::new(fd);
     let a = SharedAllocator::create(&config(), mem).unwrap();
@@ -288,6 +312,7 @@ fn two_processes_share_slots_without_loss_or_duplication() {
 #[cfg_attr(miri, ignore)]
 fn cross_process_child() {
     let Ok(path) = std::env::var(ENV) else { return };
+    let _watchdog = Watchdog::new(600);
     let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let a = SharedAllocator::attach(ShmMemory::new(file.into())).unwrap();
     let bar = Handle::from_u64(std::env::var(BARRIER_ENV).unwrap().parse().unwrap()).unwrap();
