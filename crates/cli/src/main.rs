@@ -129,6 +129,9 @@ enum Command {
     /// (internal) the guest side of the demo.
     #[command(name = "__demo-guest", hide = true)]
     DemoGuest { path: PathBuf },
+    /// (internal) the segment guest of the demo.
+    #[command(name = "__demo-seg-guest", hide = true)]
+    DemoSegGuest { path: PathBuf },
 }
 
 /// `1k:1024,16k:256` → size classes.
@@ -245,6 +248,7 @@ fn run(cmd: Command) -> Result<(), CliError> {
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Demo => demo::run(),
         Command::DemoGuest { path } => demo::guest(&path),
+        Command::DemoSegGuest { path } => demo::segment_guest(&path),
         Command::Bench { quick, json } => bench::run(quick, json),
     }
 }

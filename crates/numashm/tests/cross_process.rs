@@ -1,7 +1,6 @@
 //! Real processes on one segment: ping-pong with checksums, kill -9 of guests
 //! mid-traffic with recovery, growth during traffic, fan-out with a slow consumer.
 
-#[path = "common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
