@@ -228,3 +228,36 @@ fn doorbell_two_waiters_both_wake() {
         assert_eq!(got, [1, 2]);
     });
 }
+
+#[test]
+fn doorbells_both_ways_over_a_full_ring_lose_no_wakeup() {
+    // Capacity 1, two items: the producer must park on "space" while the
+    // consumer parks on "data"; each side notifies the other.
+    loom::model(|| {
+        let (mut tx, mut rx) = Spsc::new(1).unwrap().split().unwrap();
+        let (data, space) = (Doorbell::new(), Doorbell::new());
+        let (d2, s2) = (data.clone(), space.clone());
+        let producer = thread::spawn(move || {
+            for i in 1..=2 {
+                let mut v = i;
+                s2.wait_for(
+                    || match tx.push(v) {
+                        Ok(()) => Some(()),
+                        Err(e) => {
+                            v = e.into_inner();
+                            None
+                        }
+                    },
+                    None,
+                )
+                .unwrap();
+                d2.notify().unwrap();
+            }
+        });
+        for i in 1..=2 {
+            assert_eq!(data.wait_for(|| rx.pop().ok(), None).unwrap(), i);
+            space.notify().unwrap();
+        }
+        producer.join().unwrap();
+    });
+}

@@ -456,6 +456,58 @@ impl<M: RingMemory> Mpmc<M> {
         Ok(self.len()? == 0)
     }
 
+    /// Hands every published handle still in the ring to `out` (oldest
+    /// first), then [`reset`](Self::reset)s it; for a recoverer, after the
+    /// peers using the ring died or stopped.
+    ///
+    /// Unlike popping, this also gets past a cell that a producer claimed but
+    /// never filled (it died between its CAS and its sequence store), which
+    /// would otherwise leave consumers seeing `Empty` at that position
+    /// forever. Such a cell, and a cell a dying consumer claimed but had not
+    /// released, are skipped: their handles belong to the dead peer's own
+    /// records. Returns how many handles were handed out.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt::Indices`] if `tail - head` exceeds the capacity; the ring is
+    /// reset anyway and nothing is handed out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = numashm_ring::Mpmc::new(4)?;
+    /// ring.push_slice(&[7, 8])?;
+    /// let mut saved = Vec::new();
+    /// assert_eq!(ring.salvage(|h| saved.push(h))?, 2);
+    /// assert_eq!(saved, [7, 8]);
+    /// assert!(ring.is_empty()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn salvage(&self, mut out: impl FnMut(u64)) -> Result<usize, Corrupt> {
+        let h = self.mem.header();
+        // Acquire (both): SYNC mpmc-claim, the recoverer sees every claim.
+        let head = h.head.value.load(Ordering::Acquire);
+        let tail = h.tail.value.load(Ordering::Acquire);
+        let n = tail.wrapping_sub(head);
+        if n > self.capacity {
+            self.reset();
+            return Err(Corrupt::Indices { head, tail, capacity: self.capacity });
+        }
+        let mut handed = 0;
+        for i in 0..n {
+            let p = head.wrapping_add(i);
+            let Some((s, v)) = self.cell(p) else { break };
+            // Acquire: SYNC mpmc-publish, the value of a published cell.
+            if s.load(Ordering::Acquire) == p.wrapping_add(1) {
+                // Relaxed: ordered by the sequence Acquire.
+                out(v.load(Ordering::Relaxed));
+                handed += 1;
+            }
+        }
+        self.reset();
+        Ok(handed)
+    }
+
     /// Empties the ring and repairs indices and cell sequences, for a
     /// recoverer. Memory-safe at any time; correct only when nobody else uses
     /// the ring meanwhile.

@@ -199,6 +199,47 @@ impl<M: RingMemory> Spsc<M> {
         Ok((self.producer()?, self.consumer()?))
     }
 
+    /// Hands every handle still in the ring to `out` (oldest first), then
+    /// [`reset`](Self::reset)s it; for a recoverer after the consumer died
+    /// (its undelivered handles must be reclaimed). Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt::Indices`] if the indices are impossible; the ring is reset
+    /// anyway and nothing is handed out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = numashm_ring::Spsc::new(4)?;
+    /// ring.producer()?.push_slice(&[1, 2, 3])?;
+    /// let mut saved = Vec::new();
+    /// assert_eq!(ring.salvage(|h| saved.push(h))?, 3);
+    /// assert_eq!(saved, [1, 2, 3]);
+    /// assert!(ring.is_empty()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn salvage(&self, mut out: impl FnMut(u64)) -> Result<usize, Corrupt> {
+        let (head, tail) = match self.indices() {
+            Ok(ht) => ht,
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        let n = tail.wrapping_sub(head);
+        for i in 0..n {
+            let pos = head.wrapping_add(i);
+            if let Some(cell) = self.mem.words().get((pos & self.mask) as usize) {
+                // Relaxed: made visible by the tail Acquire in `indices`
+                // (SYNC spsc-publish).
+                out(cell.load(Ordering::Relaxed));
+            }
+        }
+        self.reset();
+        Ok(n as usize)
+    }
+
     /// Empties the ring and repairs corrupt indices, for a recoverer.
     ///
     /// Memory-safe at any time, but correct only when no end of this ring is
