@@ -15,7 +15,7 @@ pub const SEGMENT_VERSION: u32 = 1;
 /// Bytes of the segment header (right after the region header).
 pub const SEGMENT_HEADER_LEN: usize = 512;
 /// Most rings a segment can have.
-pub const MAX_RINGS: usize = 56;
+pub const MAX_RINGS: usize = 48;
 /// Most peers a segment can have.
 pub const MAX_PEERS: u32 = 4096;
 /// Bytes of one peer entry.
@@ -32,8 +32,12 @@ pub(crate) const W_RING_STRIDE: usize = 5;
 pub(crate) const W_ALLOC_OFF: usize = 6;
 pub(crate) const W_CHECKSUM: usize = 7;
 pub(crate) const W_RING_SPECS: usize = 8;
+/// Peer id + 1 of the recoverer sweeping the allocator (0 = none); attachers wait.
+pub(crate) const W_SWEEP: usize = 63;
+/// Set when a recovery could not sweep (others were attached): sweep later.
+pub(crate) const W_SWEEP_PENDING: usize = 62;
 pub(crate) const HEADER_WORDS: usize = SEGMENT_HEADER_LEN / 8;
-const _: () = assert!(W_RING_SPECS + MAX_RINGS <= HEADER_WORDS);
+const _: () = assert!(W_RING_SPECS + MAX_RINGS <= W_SWEEP_PENDING);
 
 /// The kind of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

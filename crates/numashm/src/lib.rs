@@ -47,3 +47,7 @@ pub use numashm_region::{
     CachePolicy, MemPolicy, NodeSet, PageSize, Placement, Region, RegionError, RegionOptions, Topology,
 };
 pub use numashm_varslot::{Config as ClassConfig, Handle};
+
+/// Ownership, capabilities and offer/claim of memory between unrelated
+/// processes, with the kernel enforcing permissions (`numashm-ownership`).
+pub use numashm_ownership as ownership;

@@ -11,7 +11,9 @@ use numashm_ring::{Doorbell, Mpmc, SharedBell, SharedMemory, Spsc};
 use numashm_varslot::{Config as ClassConfig, Handle, PeerId, SharedAllocator};
 
 use crate::error::SegmentError;
-use crate::layout::{Layout, RingKind, RingSpec, BELL_LEN, HEADER_WORDS, RING_ENDS_LEN, W_MAGIC, W_RING_SPECS};
+use crate::layout::{
+    Layout, RingKind, RingSpec, BELL_LEN, HEADER_WORDS, RING_ENDS_LEN, W_MAGIC, W_RING_SPECS, W_SWEEP, W_SWEEP_PENDING,
+};
 use crate::memory::RegionMemory;
 use crate::peers::{is_alive, PeerInfo, PeerState, PeerTable, ENTRY_WORDS};
 use crate::sync::Ordering;
@@ -304,6 +306,7 @@ pub struct Segment {
     pub(crate) alloc: SharedAllocator<RegionMemory>,
     pub(crate) rings: Vec<RingSlot>,
     pub(crate) peers: PeerTable,
+    pub(crate) header: Words,
     pub(crate) me: u32,
     pub(crate) my_epoch: u32,
     pub(crate) node: Option<u32>,
@@ -502,7 +505,79 @@ impl Segment {
             found = peers.attach(pid, region.as_ptr() as u64);
         }
         let (me, my_epoch) = found.ok_or(SegmentError::PeersFull { max: layout.max_peers })?;
-        Ok(Segment { region, layout, alloc, rings, peers, me, my_epoch, node, host })
+        let header = Words::new(region.clone(), layout.header_off, HEADER_WORDS).expect("validated at create/attach");
+        let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, host };
+        seg.wait_for_sweep();
+        Ok(seg)
+    }
+
+    /// An attacher must not allocate while a recoverer sweeps (see `sweep_if_alone`).
+    fn wait_for_sweep(&self) {
+        // SYNC sweep-exclusion (Dekker): our attach CAS, then this fence, then the
+        // flag load; the sweeper stores the flag, fences, then loads the peer
+        // states. With both fences SeqCst, at least one side sees the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let flag = self.header.at(W_SWEEP);
+        loop {
+            let holder = flag.load(Ordering::SeqCst);
+            if holder == 0 {
+                return;
+            }
+            let index = (holder as u32).wrapping_sub(1);
+            let live = index < self.peers.max && {
+                let (state, _, pid) = self.peers.ident(index);
+                state == PeerState::Attached && is_alive(pid, self.peers.started(index))
+            };
+            if !live {
+                // The sweeper died: its sweep is void (it ran only while alone, and
+                // will be redone); clear the flag.
+                let _ = flag.compare_exchange(holder, 0, Ordering::SeqCst, Ordering::SeqCst);
+                self.header.at(W_SWEEP_PENDING).store(1, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    /// Puts back slots lost inside the allocator by a peer killed in the few
+    /// instructions of alloc/free between a free-list CAS and the slot's state
+    /// update (no owner accounts for such a slot, so recovery cannot free it).
+    /// The sweep needs the allocator to itself: it runs only when this process
+    /// is the segment's sole peer (new attachers wait for it), and `&mut self`
+    /// proves no sender, receiver or slot of this process is alive. Returns
+    /// `Some(slots found)`, or `None` when other peers are attached (the sweep
+    /// stays pending; recovery marks it so).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-sweep"))?;
+    /// assert_eq!(seg.sweep_lost_slots(), Some(0));
+    /// # Ok::<(), numashm::SegmentError>(())
+    /// ```
+    pub fn sweep_lost_slots(&mut self) -> Option<usize> {
+        let flag = self.header.at(W_SWEEP);
+        let me = u64::from(peer_id(self.me));
+        // SeqCst: SYNC sweep-exclusion (see wait_for_sweep).
+        if flag.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return None;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let alone = (0..self.peers.max).all(|i| i == self.me || self.peers.ident(i).0 == PeerState::Empty);
+        let found = if alone {
+            // SAFETY: 1. no other peer is attached, and attachers wait for the flag
+            // before touching the allocator (SYNC sweep-exclusion); 2. `&mut self`
+            // means no Sender, Receiver, slot or allocator borrow of this process
+            // is alive. So this thread is the allocator's only user.
+            let n = unsafe { self.alloc.sweep_lost_slots() };
+            self.header.at(W_SWEEP_PENDING).store(0, Ordering::SeqCst);
+            Some(n)
+        } else {
+            self.header.at(W_SWEEP_PENDING).store(1, Ordering::SeqCst);
+            None
+        };
+        flag.store(0, Ordering::SeqCst);
+        found
     }
 
     /// The region under the segment.
@@ -641,7 +716,14 @@ impl Segment {
     ///
     /// See [`Recovery`].
     pub fn recover_dead_peers(&self) -> Recovery {
-        recover_with(&self.peers, &self.alloc, &self.rings)
+        let report = recover_with(&self.peers, &self.alloc, &self.rings);
+        if !report.peers.is_empty() {
+            // A peer killed inside alloc/free may have lost a slot no owner accounts
+            // for: `sweep_lost_slots` finds it once the sweeper is alone.
+            // Relaxed: a hint for whoever sweeps next.
+            self.header.at(W_SWEEP_PENDING).store(1, Ordering::Relaxed);
+        }
+        report
     }
 
     /// What the owner does between messages: grow the size classes guests asked

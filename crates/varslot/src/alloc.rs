@@ -881,6 +881,74 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         n
     }
 
+    /// Finds slots that are Free but on no free list and puts them back; returns
+    /// how many. A slot is lost that way when a process dies in the few
+    /// instructions between a free-list CAS and the slot's metadata update: after
+    /// popping it in `alloc` (still reads Free), or after marking it Free in `free`
+    /// and before pushing it. [`reclaim_peer`](Self::reclaim_peer) cannot see such
+    /// a slot (it has no owner any more); this sweep can, but only while nobody
+    /// else touches the allocator.
+    ///
+    /// Released extents are left alone. A cycle or a non-Free slot on a list (a
+    /// corrupt segment) ends that list's walk; the slots past it are not counted
+    /// as on the list, so they are re-pushed only if they read Free.
+    ///
+    /// # Safety
+    ///
+    /// - No other thread or process may use this allocator while the sweep runs:
+    ///   it walks the free lists without synchronising with concurrent pops and
+    ///   pushes, and would push a slot twice if one were in flight. (The facade
+    ///   runs it only when its caller is the segment's sole peer and holds new
+    ///   attachers off.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 8)).unwrap();
+    /// let h = a.alloc(1, 1).unwrap();
+    /// // SAFETY: this thread is the allocator's only user.
+    /// assert_eq!(unsafe { a.sweep_lost_slots() }, 0); // nothing lost
+    /// a.free(h).unwrap();
+    /// ```
+    #[allow(unsafe_code)]
+    pub unsafe fn sweep_lost_slots(&self) -> usize {
+        let hot = self.hot();
+        let mut found = 0;
+        for c in self.layout.classes.iter() {
+            for ext in 0..self.extents(c) {
+                // Relaxed (all loads and stores here): the caller guarantees
+                // exclusive use; the final push publishes with Release.
+                if self.ext_word(c, ext, X_NODE).load(Ordering::Relaxed) & X_RELEASED != 0 {
+                    continue;
+                }
+                let head_w = hot.ext_word(c, ext, X_HEAD);
+                let mut on_list = vec![false; c.slots];
+                let mut idx = head_index(head_w.load(Ordering::Acquire));
+                while idx != NONE && (idx as usize) < c.slots && !on_list[idx as usize] {
+                    let m = hot.meta_word(c, ext, idx as usize).load(Ordering::Relaxed);
+                    if meta_state(m) != S_FREE {
+                        break;
+                    }
+                    on_list[idx as usize] = true;
+                    idx = meta_payload(m);
+                }
+                for (slot, listed) in on_list.iter().enumerate() {
+                    let meta_w = hot.meta_word(c, ext, slot);
+                    let m = meta_w.load(Ordering::Relaxed);
+                    if *listed || meta_state(m) != S_FREE || meta_gen(m) == 0 {
+                        continue;
+                    }
+                    let head = head_w.load(Ordering::Relaxed);
+                    meta_w.store(meta(S_FREE, meta_gen(m), head_index(head)), Ordering::Relaxed);
+                    self.push(hot, c, ext, slot, meta_gen(m), head);
+                    found += 1;
+                }
+            }
+        }
+        found
+    }
+
     /// Owner: give `class` another extent, on `node`: recommit a released extent if the
     /// class has one, else append a new extent at the end of the data area (growing the
     /// memory), initialise it fully and publish it with one Release store of the class's
@@ -1197,4 +1265,57 @@ pub fn nodes_by_distance<'o>(row: &[u32], out: &'o mut [u32]) -> &'o [u32] {
     let out = &mut out[..n];
     out.sort_unstable_by_key(|&j| (row[j as usize], j));
     out
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)] // calls the exclusive-use sweep
+mod sweep_tests {
+    use super::*;
+    use crate::Config;
+
+    fn free_count(a: &HeapAllocator) -> usize {
+        let mut held = Vec::new();
+        while let Ok(h) = a.alloc(1, 1) {
+            held.push(h);
+        }
+        let n = held.len();
+        for h in held {
+            a.free(h).unwrap();
+        }
+        n
+    }
+
+    #[test]
+    fn a_slot_lost_between_pop_and_owner_record_is_swept_back() {
+        let a = HeapAllocator::new(&Config::new().class(64, 8)).unwrap();
+        let h = a.alloc(1, 7).unwrap();
+        // What a process killed right after the pop CAS leaves: off the list, reading Free.
+        let c = &a.layout.classes[0];
+        a.meta_word(c, h.extent(), h.slot()).store(meta(S_FREE, h.generation(), NONE), Ordering::Relaxed);
+        assert_eq!(a.reclaim_peer(7), 0, "reclaim cannot see it: no owner");
+        assert_eq!(free_count(&a), 7, "one slot lost");
+        // SAFETY: this test is the allocator's only user.
+        assert_eq!(unsafe { a.sweep_lost_slots() }, 1);
+        assert_eq!(free_count(&a), 8, "every slot back");
+        // SAFETY: as above.
+        assert_eq!(unsafe { a.sweep_lost_slots() }, 0, "a second sweep finds nothing");
+    }
+
+    #[test]
+    fn a_slot_lost_between_free_mark_and_push_is_swept_back() {
+        let a = HeapAllocator::new(&Config::new().class(64, 4)).unwrap();
+        let hs: Vec<_> = (0..4).map(|_| a.alloc(1, 2).unwrap()).collect();
+        // Killed in `free` after the metadata CAS, before the push.
+        let c = &a.layout.classes[0];
+        let h = hs[2];
+        a.meta_word(c, h.extent(), h.slot()).store(meta(S_FREE, next_gen(h.generation()), NONE), Ordering::Relaxed);
+        for &other in [hs[0], hs[1], hs[3]].iter() {
+            a.free(other).unwrap();
+        }
+        assert_eq!(free_count(&a), 3);
+        // SAFETY: this test is the allocator's only user.
+        assert_eq!(unsafe { a.sweep_lost_slots() }, 1);
+        assert_eq!(free_count(&a), 4);
+        assert_eq!(a.free(h), Err(HandleError::Stale), "the dead peer's handle stays stale");
+    }
 }
