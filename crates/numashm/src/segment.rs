@@ -727,11 +727,13 @@ impl Segment {
     }
 
     /// What the owner does between messages: grow the size classes guests asked
-    /// for, recover dead peers, and notice region growth.
+    /// for, recover dead peers, notice region growth, and check that the backing
+    /// file was not truncated under the mapping.
     ///
     /// # Errors
     ///
-    /// Region errors from noticing growth.
+    /// Region errors from noticing growth; [`numashm_region::RegionError::Corrupt`]
+    /// when the backing file was truncated.
     ///
     /// # Examples
     ///
@@ -742,6 +744,9 @@ impl Segment {
     /// ```
     pub fn service(&self) -> Result<Recovery, SegmentError> {
         self.region.check_and_remap()?;
+        // A named file truncated by an outsider would SIGBUS whoever touches the
+        // lost pages: detect it here, off the hot path.
+        self.region.verify_backing()?;
         if self.alloc.is_owner() {
             let requests = self.alloc.take_grow_requests();
             for class in 0..self.alloc.class_count().min(64) {

@@ -2133,6 +2133,40 @@ impl Region {
             .ok_or_else(|| RegionError::invalid("mapping", "not found in /proc/self/smaps"))
     }
 
+    /// Checks that the backing still holds every mapped byte. A named file can be
+    /// truncated by anyone with write access to it (memfds cannot: they are
+    /// sealed); touching a mapped page past the file's new end raises SIGBUS.
+    /// `read_at`/`write_at` check only the mapped length, so a host sharing a
+    /// named file with untrusted peers calls this periodically (the facade's
+    /// `Segment::service` does) and stops using the region when it fails.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::Corrupt`] (`field: "file size"`) when the backing is
+    /// shorter than the mapping; the fstat errno.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("numashm-doc-backing-{}", std::process::id()));
+    /// let r = numashm_region::RegionOptions::new(1 << 20).create_file(&path)?;
+    /// r.verify_backing()?;
+    /// std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096).unwrap();
+    /// assert!(r.verify_backing().is_err());
+    /// # Ok::<(), numashm_region::RegionError>(())
+    /// ```
+    pub fn verify_backing(&self) -> Result<()> {
+        let file_len = rustix::fs::fstat(&self.fd).map_err(|e| RegionError::sys("fstat", e))?.st_size as u64;
+        let mapped = self.len() as u64;
+        if file_len < mapped {
+            return Err(RegionError::corrupt(
+                "file size",
+                format!("the backing holds {file_len:#x} bytes but {mapped:#x} are mapped: it was truncated by another process"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Seals the memfd against growth too (`F_SEAL_GROW`), when growth is over.
     ///
     /// # Errors

@@ -547,3 +547,19 @@ fn file_size_matches_header_after_growth() {
     assert_eq!(g.len(), 3 * MIB);
     assert_eq!(g.header_info().unwrap().epoch, 1);
 }
+
+#[test]
+fn a_named_file_truncated_by_an_outsider_is_detected_without_sigbus() {
+    let path = shm_path("truncated");
+    let host = RegionOptions::new(MIB).create_file(&path).unwrap();
+    host.write_at(HEADER_LEN, b"before").unwrap();
+    host.verify_backing().unwrap();
+    // An outsider with write access truncates the file under the mapping.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(8192).unwrap();
+    let err = host.verify_backing().unwrap_err();
+    assert!(matches!(err, RegionError::Corrupt { field: "file size", .. }), "{err}");
+    // The pages still backed stay usable; a new attacher is refused (len > file).
+    let mut b = [0u8; 6];
+    host.read_at(HEADER_LEN, &mut b).unwrap();
+    assert!(matches!(Region::attach_file(&path), Err(RegionError::Corrupt { field: "len", .. })));
+}
