@@ -51,3 +51,8 @@ pub use numashm_varslot::{Config as ClassConfig, Handle};
 /// Ownership, capabilities and offer/claim of memory between unrelated
 /// processes, with the kernel enforcing permissions (`numashm-ownership`).
 pub use numashm_ownership as ownership;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -45,8 +45,3 @@ pub use header::{parse_header, HeaderInfo, HEADER_FIELDS_LEN, HEADER_LEN, MAX_RE
 pub use policy::{CachePolicy, MemPolicy, NodeSet, PageSize, Placement};
 pub use region::{AttachOptions, NodePages, Protection, Region, RegionAdvice, RegionOptions, SharedObject, UncheckedAdvice};
 pub use topology::{anon_thp_mode, free_huge_pages, shmem_thp_mode, total_huge_pages, NumaNode, Topology};
-
-/// The README's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
