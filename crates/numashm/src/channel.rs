@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use numashm_ring::{PopError, PushError, SharedMemory, SpscConsumer, SpscProducer};
+use numashm_ring::{Armed, EventFd, PopError, PushError, SharedBell, SharedMemory, SpscConsumer, SpscProducer};
 use numashm_varslot::{AllocError, Handle, HandleError, SlotState};
 
 use crate::error::{MessageError, SegmentError};
@@ -201,6 +201,7 @@ pub struct Sender<'s> {
     ring: usize,
     slot: &'s RingSlot,
     producer: RefCell<Option<SpscProducer<SharedMemory>>>,
+    event: Option<EventFd>,
 }
 
 /// The receiving end of a ring (the SPSC consumer end is exclusive to one peer).
@@ -273,7 +274,7 @@ impl Segment {
             }
             None => None,
         };
-        Ok(Sender { seg: self, ring, slot, producer: RefCell::new(producer) })
+        Ok(Sender { seg: self, ring, slot, producer: RefCell::new(producer), event: None })
     }
 
     /// The receiving end of ring `ring`.
@@ -396,8 +397,11 @@ impl<'s> Sender<'s> {
                     ends.at(END_PUSHED).store(n.wrapping_add(1), Ordering::Release);
                 }
                 seg.peers.bump(seg.me, E_SENT, 1);
-                // No syscall unless a receiver is parked.
-                let _ = self.slot.data_bell.notify();
+                // No syscall unless a receiver is parked (futex) or armed (eventfd).
+                let _ = match &self.event {
+                    Some(ev) => self.slot.data_bell.notify_with(ev),
+                    None => self.slot.data_bell.notify(),
+                };
                 Ok(())
             }
             Err(e) => {
@@ -469,6 +473,50 @@ impl<'s> Sender<'s> {
     /// ```
     pub fn send_blocking(&self, msg: SlotMut<'s>) -> Result<(), SendError<'s>> {
         self.send_timeout(msg, None)
+    }
+
+    /// Also signal `event` when a receiver has armed the ring
+    /// ([`Receiver::arm`]): the receiving process waits on that eventfd in
+    /// epoll / mio / tokio. The eventfd is created by the receiver and reaches
+    /// the sender by `fork`, `SCM_RIGHTS` (see [`crate::ownership`]'s broker) or
+    /// `pidfd_getfd`. While nobody is armed, sending makes no syscall.
+    ///
+    /// With tokio, the receiving side looks like this:
+    ///
+    /// ```text
+    /// let ev = numashm::EventFd::new()?;               // send a dup to the producer
+    /// let afd = tokio::io::unix::AsyncFd::new(ev)?;
+    /// loop {
+    ///     let _armed = rx.arm();                       // producers signal us now
+    ///     match rx.try_recv() {
+    ///         Ok(msg) => { handle(&msg); continue; }   // drain before waiting
+    ///         Err(numashm::MessageError::Empty) => {}
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    ///     let mut guard = afd.readable().await?;
+    ///     guard.get_inner().drain()?;
+    ///     guard.clear_ready();
+    /// }
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-eventfd"))?;
+    /// let ev = numashm::EventFd::new()?;
+    /// let mut tx = seg.sender(0)?;
+    /// use std::os::fd::AsFd;
+    /// tx.set_eventfd(numashm::EventFd::from(ev.as_fd().try_clone_to_owned()?));
+    /// let rx = seg.receiver(0)?;
+    /// let armed = rx.arm();
+    /// tx.send(tx.alloc(1)?).map_err(|e| e.error)?;
+    /// assert_eq!(ev.drain()?, 1); // the eventfd became readable
+    /// drop(armed);
+    /// assert_eq!(rx.try_recv()?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_eventfd(&mut self, event: EventFd) {
+        self.event = Some(event);
     }
 
     /// The ring this sender feeds.
@@ -603,6 +651,17 @@ impl<'s> Receiver<'s> {
             other => Some(other),
         };
         self.slot.data_bell.wait_for(poll, timeout)?
+    }
+
+    /// Registers this receiver as waiting on an eventfd: until the guard drops,
+    /// senders with [`Sender::set_eventfd`] signal it on every send. Drain the
+    /// ring after arming and before waiting, so no message slips between.
+    ///
+    /// # Examples
+    ///
+    /// See [`Sender::set_eventfd`].
+    pub fn arm(&self) -> Armed<'_, SharedBell> {
+        self.slot.data_bell.arm()
     }
 
     /// Handles waiting in the ring (this consumer's lag).

@@ -46,6 +46,7 @@ pub use segment::{placement_of, Recovery, RingInfo, Segment, SegmentConfig};
 pub use numashm_region::{
     CachePolicy, MemPolicy, NodeSet, PageSize, Placement, Region, RegionError, RegionOptions, Topology,
 };
+pub use numashm_ring::EventFd;
 pub use numashm_varslot::{Config as ClassConfig, Handle};
 
 /// Ownership, capabilities and offer/claim of memory between unrelated
