@@ -456,7 +456,7 @@ impl Segment {
             let ptr = |at: usize| block.byte_ptr(at).expect("inside the block");
             let ring_len = layout.ring_stride - RING_ENDS_LEN - 2 * BELL_LEN;
             let cap = spec.capacity as usize;
-            // SAFETY (all four constructors): 1. each range lies inside the ring's
+            // SAFETY: for all four constructors: 1. each range lies inside the ring's
             // block, which `Words::new` checked is mapped, and the blocks of
             // different rings do not overlap (stride); 2. the region stays mapped
             // at the same address while `block` (an Arc on it) lives, and the ring
