@@ -29,7 +29,9 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
             "allocator": {"committed_bytes": r.committed_bytes, "reserved_bytes": r.reserved_bytes},
             "classes": r.classes.iter().map(|c| json!({
                 "class": c.class, "slot_size": c.slot_size, "slots_per_extent": c.slots_per_extent,
-                "extents": c.extents.iter().map(|(n, rel)| json!({"node": n, "released": rel})).collect::<Vec<_>>(),
+                "extents": c.extents.iter().map(|e| json!({
+                    "node": e.node, "released": e.released, "free": e.free, "allocated": e.allocated, "in_flight": e.in_flight,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "rings": r.rings.iter().enumerate().map(|(i, ring)| json!({
                 "ring": i, "kind": format!("{:?}", ring.spec.kind), "capacity": ring.spec.capacity,
@@ -39,7 +41,10 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
                 "index": p.index, "state": format!("{:?}", p.state), "pid": p.pid, "epoch": p.epoch,
                 "alive": p.alive, "sent": p.sent, "received": p.received, "reclaimed": p.reclaimed,
                 "mapping": format!("{:#x}", p.mapping),
+                "slots_allocated": r.held.iter().find(|h| h.0 == p.index + 1).map_or(0, |h| h.1),
+                "slots_in_flight": r.held.iter().find(|h| h.0 == p.index + 1).map_or(0, |h| h.2),
             })).collect::<Vec<_>>(),
+            "held": r.held.iter().map(|(o, a, f)| json!({"owner": o, "allocated": a, "in_flight": f})).collect::<Vec<_>>(),
             "pages": {
                 "page_size": r.pages.page_size,
                 "per_node": r.pages.per_node.iter().map(|(n, c)| json!({"node": n, "pages": c})).collect::<Vec<_>>(),
@@ -68,25 +73,21 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
     ];
     print!("{}", table(&["field", "value"], &rows));
     println!("\nsize classes:");
-    let rows: Vec<Vec<String>> = r
-        .classes
-        .iter()
-        .map(|c| {
-            let nodes: Vec<String> = c
-                .extents
-                .iter()
-                .map(|(n, rel)| format!("{}{}", n.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), if *rel { " (released)" } else { "" }))
-                .collect();
-            vec![
-                c.class.to_string(),
-                human(c.slot_size as u64),
-                c.slots_per_extent.to_string(),
-                c.extents.len().to_string(),
-                nodes.join(", "),
-            ]
-        })
-        .collect();
-    print!("{}", table(&["class", "slot", "slots/extent", "extents", "extent nodes"], &rows));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for c in &r.classes {
+        for (i, e) in c.extents.iter().enumerate() {
+            rows.push(vec![
+                if i == 0 { c.class.to_string() } else { String::new() },
+                if i == 0 { human(c.slot_size as u64) } else { String::new() },
+                i.to_string(),
+                format!("{}{}", e.node.map(|n| n.to_string()).unwrap_or_else(|| "-".into()), if e.released { " (released)" } else { "" }),
+                e.free.to_string(),
+                e.allocated.to_string(),
+                e.in_flight.to_string(),
+            ]);
+        }
+    }
+    print!("{}", table(&["class", "slot", "extent", "node", "free", "allocated", "in flight"], &rows));
     println!("\nrings:");
     let rows: Vec<Vec<String>> = r
         .rings
@@ -122,11 +123,12 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
                 p.epoch.to_string(),
                 p.sent.to_string(),
                 p.received.to_string(),
+                r.held.iter().find(|h| h.0 == p.index + 1).map_or(0, |h| h.1 + h.2).to_string(),
                 p.reclaimed.to_string(),
             ]
         })
         .collect();
-    print!("{}", table(&["peer", "state", "pid", "alive", "epoch", "sent", "received", "reclaimed"], &rows));
+    print!("{}", table(&["peer", "state", "pid", "alive", "epoch", "sent", "received", "slots held", "reclaimed"], &rows));
     println!("\npages per NUMA node (measured now, {} pages):", human(r.pages.page_size as u64));
     let mut rows: Vec<Vec<String>> = r
         .pages

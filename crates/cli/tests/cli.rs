@@ -115,6 +115,9 @@ fn inspect_shows_a_live_peer_without_joining() {
     assert_eq!(peers[0]["alive"], true);
     assert_eq!(peers[0]["sent"], 1);
     assert_eq!(v["rings"][0]["fill"], 1);
+    // The message waits in ring 0 for a consumer: the ring holds its slot.
+    assert_eq!(v["classes"][0]["extents"][0]["in_flight"], 1);
+    assert_eq!(v["classes"][0]["extents"][0]["free"], 15);
     drop(tx);
     drop(seg);
     std::fs::remove_file(&p).unwrap();

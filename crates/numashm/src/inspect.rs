@@ -23,8 +23,23 @@ pub struct ClassReport {
     pub slot_size: usize,
     /// Slots per extent.
     pub slots_per_extent: usize,
-    /// `(node, released)` of each extent.
-    pub extents: Vec<(Option<u32>, bool)>,
+    /// Each extent.
+    pub extents: Vec<ExtentReport>,
+}
+
+/// One extent as inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentReport {
+    /// NUMA node it was placed on, if any.
+    pub node: Option<u32>,
+    /// Whether its memory was given back (it is committed again before reuse).
+    pub released: bool,
+    /// Free slots.
+    pub free: usize,
+    /// Allocated slots.
+    pub allocated: usize,
+    /// Slots in flight.
+    pub in_flight: usize,
 }
 
 /// Everything `numashm inspect` shows.
@@ -44,6 +59,10 @@ pub struct SegmentReport {
     pub rings: Vec<RingInfo>,
     /// Peers that are not Empty.
     pub peers: Vec<PeerInfo>,
+    /// `(owner, allocated, in flight)`: slots held per owner. Owners are peer
+    /// index + 1; `0x4000_0000 + ring` is a ring holding handles for a consumer
+    /// that has not claimed it (or an MPMC ring).
+    pub held: Vec<(u32, usize, usize)>,
     /// Pages per NUMA node, measured now without allocating anything.
     pub pages: NodePages,
 }
@@ -78,12 +97,21 @@ impl Segment {
         let words = Words::new(region.clone(), layout.peers_off, layout.max_peers as usize * ENTRY_WORDS)
             .ok_or_else(|| SegmentError::Corrupt { field: "peers_off", detail: "peer table beyond the region".into() })?;
         let peers = PeerTable { words, max: layout.max_peers };
+        let census = alloc.census();
         let classes = (0..alloc.class_count())
             .map(|c| ClassReport {
                 class: c,
                 slot_size: alloc.slot_size(c).unwrap_or(0),
                 slots_per_extent: alloc.slots_per_extent(c).unwrap_or(0),
-                extents: (0..alloc.extent_count(c)).filter_map(|e| alloc.extent_info(c, e)).collect(),
+                extents: census
+                    .extents
+                    .iter()
+                    .filter(|e| e.class == c)
+                    .map(|e| {
+                        let (node, released) = alloc.extent_info(c, e.extent).unwrap_or((None, false));
+                        ExtentReport { node, released, free: e.free, allocated: e.allocated, in_flight: e.in_flight }
+                    })
+                    .collect(),
             })
             .collect();
         let stats = alloc.inspect();
@@ -97,6 +125,7 @@ impl Segment {
             reserved_bytes: stats.reserved_bytes,
             rings: ring_infos,
             peers: (0..peers.max).map(|i| peers.info(i)).filter(|p| p.state != crate::PeerState::Empty).collect(),
+            held: census.owners,
             pages,
         })
     }

@@ -38,7 +38,7 @@ mod words;
 
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use error::{MessageError, SegmentError};
-pub use inspect::{ClassReport, SegmentReport};
+pub use inspect::{ClassReport, ExtentReport, SegmentReport};
 pub use layout::{RingKind, RingSpec, MAX_PEERS, MAX_RINGS, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use peers::{PeerInfo, PeerState};
 pub use segment::{placement_of, Recovery, RingInfo, Segment, SegmentConfig};

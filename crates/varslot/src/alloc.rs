@@ -91,6 +91,30 @@ pub struct Stats {
     pub grow_requests: u64,
 }
 
+/// Slot counts of one extent, from [`Allocator::census`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentCensus {
+    /// Class index.
+    pub class: usize,
+    /// Extent index within the class.
+    pub extent: usize,
+    /// Free slots.
+    pub free: usize,
+    /// Allocated slots.
+    pub allocated: usize,
+    /// Slots in flight.
+    pub in_flight: usize,
+}
+
+/// Result of [`Allocator::census`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Census {
+    /// Per extent, in class order.
+    pub extents: Vec<ExtentCensus>,
+    /// `(owner, allocated, in flight)` per owner, ascending.
+    pub owners: Vec<(PeerId, usize, usize)>,
+}
+
 /// Where a handle's slot lives, resolved against the local layout.
 struct Loc<'a> {
     class: &'a ClassInfo,
@@ -879,6 +903,50 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             }
         }
         n
+    }
+
+    /// Counts the slots of every extent by state, and the slots each owner holds,
+    /// by reading the metadata words once (a snapshot: concurrent operations may
+    /// move a slot between counts while it runs). Read-only: inspectors use it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 4)).unwrap();
+    /// let h = a.alloc(1, 9).unwrap();
+    /// a.mark_in_flight(a.alloc(1, 9).unwrap(), 3).unwrap();
+    /// let c = a.census();
+    /// assert_eq!((c.extents[0].free, c.extents[0].allocated, c.extents[0].in_flight), (2, 1, 1));
+    /// assert_eq!(c.owners, vec![(3, 0, 1), (9, 1, 0)]);
+    /// # a.free(h).unwrap();
+    /// ```
+    pub fn census(&self) -> Census {
+        let mut extents = Vec::new();
+        let mut owners: std::collections::BTreeMap<PeerId, (usize, usize)> = std::collections::BTreeMap::new();
+        for (class, c) in self.layout.classes.iter().enumerate() {
+            for ext in 0..self.extents(c) {
+                let mut e = ExtentCensus { class, extent: ext, free: 0, allocated: 0, in_flight: 0 };
+                for slot in 0..c.slots {
+                    // Relaxed: a statistic; every word is read once.
+                    let m = self.meta_word(c, ext, slot).load(Ordering::Relaxed);
+                    match meta_state(m) {
+                        S_FREE => e.free += 1,
+                        S_ALLOCATED => {
+                            e.allocated += 1;
+                            owners.entry(meta_payload(m)).or_default().0 += 1;
+                        }
+                        S_IN_FLIGHT => {
+                            e.in_flight += 1;
+                            owners.entry(meta_payload(m)).or_default().1 += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                extents.push(e);
+            }
+        }
+        Census { extents, owners: owners.into_iter().map(|(p, (a, f))| (p, a, f)).collect() }
     }
 
     /// Finds slots that are Free but on no free list and puts them back; returns

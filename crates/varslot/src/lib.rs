@@ -43,7 +43,7 @@ mod slot;
 pub mod sync;
 mod words;
 
-pub use alloc::{nodes_by_distance, Allocator, HeapAllocator, Stats};
+pub use alloc::{nodes_by_distance, Allocator, Census, ExtentCensus, HeapAllocator, Stats};
 pub use error::{AllocError, AttachError, CreateError, GrowError, HandleError, ReleaseError, SlotState};
 pub use handle::{Handle, PeerId, MAX_CLASSES, MAX_EXTENTS, MAX_SLOTS};
 pub use layout::Config;
