@@ -316,16 +316,48 @@ impl<'s> Sender<'s> {
     /// # Examples
     ///
     /// See [`SlotMut`].
+    ///
+    /// With extents on several NUMA nodes, extents on the node this process
+    /// attached on are preferred, then the others by distance; see
+    /// [`Sender::alloc_on`] to choose.
     #[inline]
     pub fn alloc(&self, len: usize) -> Result<SlotMut<'s>, MessageError> {
+        self.alloc_in_order(len, &self.seg.alloc_order)
+    }
+
+    /// Like [`Sender::alloc`], preferring extents on `node`, then the others by
+    /// distance from it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::alloc`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-alloc-on"))?;
+    /// let node = numashm::Topology::get()?.nodes()[0].os_index;
+    /// let msg = seg.sender(0)?.alloc_on(100, node)?;
+    /// assert_eq!(seg.allocator().extent_info(msg.handle().class(), msg.handle().extent()).unwrap().0, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn alloc_on(&self, len: usize, node: u32) -> Result<SlotMut<'s>, MessageError> {
+        let order = numashm_region::Topology::get().map(|t| t.nodes_by_distance(node)).unwrap_or_default();
+        self.alloc_in_order(len, &order)
+    }
+
+    #[inline]
+    fn alloc_in_order(&self, len: usize, order: &[u32]) -> Result<SlotMut<'s>, MessageError> {
         let seg = self.seg;
         let me = peer_id(seg.me);
         let need = len.checked_add(PREFIX).ok_or(AllocError::TooLarge { len, max: usize::MAX })?;
-        let h = match seg.alloc.alloc(need, me) {
+        // With one node there is nothing to prefer: take the plain (faster) path.
+        let alloc = |need| if order.len() > 1 { seg.alloc.alloc_on(need, me, order) } else { seg.alloc.alloc(need, me) };
+        let h = match alloc(need) {
             Ok(h) => h,
             Err(AllocError::Exhausted { class }) if seg.alloc.is_owner() => {
                 seg.alloc.grow(class, seg.node)?;
-                seg.alloc.alloc(need, me)?
+                alloc(need)?
             }
             Err(e) => return Err(e.into()),
         };

@@ -81,7 +81,6 @@ unsafe impl SegmentMemory for RegionMemory {
         let page = self.region.page_size();
         let start = (self.offset + offset) / page * page;
         let end = (self.offset + offset + len).div_ceil(page) * page;
-        let end = end.min(self.region.len());
         if end <= start {
             return Ok(());
         }

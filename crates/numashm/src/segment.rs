@@ -310,7 +310,20 @@ pub struct Segment {
     pub(crate) me: u32,
     pub(crate) my_epoch: u32,
     pub(crate) node: Option<u32>,
+    /// NUMA nodes nearest first from the CPU this process attached on (getcpu +
+    /// hwloc distances): the order `Sender::alloc` prefers extents in.
+    pub(crate) alloc_order: Vec<u32>,
     host: bool,
+}
+
+/// Nodes nearest first from the node of the CPU we run on now.
+fn local_node_order() -> Vec<u32> {
+    let Ok(topo) = numashm_region::Topology::get() else { return Vec::new() };
+    let cpu = rustix::thread::sched_getcpu() as u32;
+    match topo.nodes().iter().find(|n| n.cpus.contains(&cpu)) {
+        Some(n) => topo.nodes_by_distance(n.os_index),
+        None => Vec::new(),
+    }
 }
 
 /// What one recovery pass did.
@@ -506,7 +519,8 @@ impl Segment {
         }
         let (me, my_epoch) = found.ok_or(SegmentError::PeersFull { max: layout.max_peers })?;
         let header = Words::new(region.clone(), layout.header_off, HEADER_WORDS).expect("validated at create/attach");
-        let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, host };
+        let alloc_order = local_node_order();
+        let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, alloc_order, host };
         seg.wait_for_sweep();
         Ok(seg)
     }

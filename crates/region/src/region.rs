@@ -1886,8 +1886,20 @@ impl Region {
     /// r.place_range(1 << 19, 1 << 19, Placement::new(NodeSet::single(node), MemPolicy::Bind))?;
     /// # Ok::<(), numashm_region::RegionError>(())
     /// ```
+    ///
+    /// A region whose whole reservation is mapped up front (base pages and THP)
+    /// can also place a range beyond its current length, before growing into it,
+    /// so that the growth commits the pages on the right node.
     pub fn place_range(&self, offset: usize, size: usize, placement: Placement) -> Result<()> {
-        self.check_pages(offset, size)?;
+        let limit = if self.maps_ahead() { self.reserved } else { self.len() };
+        match offset.checked_add(size) {
+            Some(end) if end <= limit => {}
+            _ => return Err(RegionError::OutOfBounds { offset, len: size, size: limit }),
+        }
+        let align = self.page_size.bytes();
+        if offset % align != 0 || size % align != 0 || size == 0 {
+            return Err(RegionError::Misaligned { offset, len: size, align });
+        }
         placement.validate()?;
         // SAFETY: our own mapped range; no MPOL_MF_MOVE, so only future faults change.
         unsafe { sys::mbind(self.base.as_ptr().add(offset), size, placement.policy().mode(), placement.nodes().words(), 0) }

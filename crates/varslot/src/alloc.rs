@@ -1057,8 +1057,15 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         let off = st.data_end;
         let end = off.checked_add(c.extent_bytes).filter(|&e| e <= self.max_len);
         let end = end.ok_or(GrowError::OutOfSpace { end: off.saturating_add(c.extent_bytes), max_len: self.max_len })?;
+        // Place before growing: growth commits the pages (fallocate / populate),
+        // and they must be allocated on the extent's node, not the segment's.
+        // Memory that cannot bind a range it has not mapped yet (hugetlb) is
+        // placed right after growing instead.
+        let placed_early = self.mem.place(off, c.extent_bytes, node).is_ok();
         self.mem.grow_to(end)?;
-        self.mem.place(off, c.extent_bytes, node)?;
+        if !placed_early {
+            self.mem.place(off, c.extent_bytes, node)?;
+        }
         // Relaxed (all initialising stores): published by the extent-publish Release.
         for slot in 0..c.slots {
             let next = if slot + 1 < c.slots { slot as u32 + 1 } else { NONE };
