@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use numashm_ring::{Armed, EventFd, PopError, PushError, SharedBell, SharedMemory, SpscConsumer, SpscProducer};
-use numashm_varslot::{AllocError, Handle, HandleError, SlotState};
+use numashm_varslot::{AllocError, Handle, HandleError};
 
 use crate::error::{MessageError, SegmentError};
 use crate::peers::{E_RECEIVED, E_SENT};
@@ -609,15 +609,12 @@ impl<'s> Receiver<'s> {
             let Some(raw) = self.pop_handle()? else { return Err(MessageError::Empty) };
             // Room in the ring now: wake a producer parked on it (no syscall otherwise).
             let _ = self.slot.space_bell.notify();
-            // In flight to us already (the common case): we are its owner for
-            // reclamation, and `free` at drop accepts InFlight, so no CAS here. In
-            // flight to the ring (sent before we claimed the end): take it over.
-            let taken = Handle::from_u64(raw).ok_or(HandleError::Invalid { field: "handle" }).and_then(|h| {
-                match seg.alloc.state(h)? {
-                    (SlotState::InFlight, owner) if owner == me => Ok(h),
-                    _ => seg.alloc.take(h, me).map(|()| h),
-                }
-            });
+            // InFlight → Allocated(us) by CAS: if our sender died after pushing but
+            // before counting the push, a recoverer may try to take the same slot;
+            // exactly one of us gets it, so we never read a slot someone else frees.
+            let taken = Handle::from_u64(raw)
+                .ok_or(HandleError::Invalid { field: "handle" })
+                .and_then(|h| seg.alloc.take(h, me).map(|()| h));
             let h = match taken {
                 Ok(h) => h,
                 Err(_) => {
