@@ -4,10 +4,20 @@
 //! the quick report and the careful measurement time the same code. Every
 //! comparison runs ours and the baseline interleaved (A, B, A, B, ...) in one
 //! process, so both see the same machine state, and reports the ratio of
-//! medians (see `../shared/benchmarks.md` for each definition and target).
+//! medians (see `docs/benchmarks.md` for each definition and target).
+//!
+//! The cross-process comparisons run a second copy of the executable (see
+//! [`child`]): every `main` that may run them must call
+//! [`child_main_if_requested`] first.
 #![deny(unsafe_code)]
 
+pub mod alloc;
+pub mod child;
 pub mod region;
+pub mod ring;
+pub mod rtt;
+
+pub use child::child_main_if_requested;
 
 use std::time::{Duration, Instant};
 
@@ -105,12 +115,64 @@ pub fn per_op(iters: u64, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_nanos() as f64 / iters as f64
 }
 
+/// Like [`per_op`], but stops early once `max` has passed (the clock is read
+/// every 16 calls): on a loaded machine a cross-process round trip can take
+/// a scheduler time slice instead of a microsecond, and the report must still
+/// finish in bounded time. Nanoseconds per call actually made.
+pub fn per_op_for(iters: u64, max: Duration, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut done = 0;
+    while done < iters {
+        for _ in 0..16.min(iters - done) {
+            f();
+        }
+        done += 16.min(iters - done);
+        if start.elapsed() > max {
+            break;
+        }
+    }
+    start.elapsed().as_nanos() as f64 / done as f64
+}
+
 /// Nanoseconds in a duration, as f64.
 pub fn ns(d: Duration) -> f64 {
     d.as_nanos() as f64
 }
 
-/// Every comparison of the quick report that the crates built so far provide.
+/// The name of every comparison of the report, in order.
+pub const NAMES: &[&str] = &[
+    "region_create",
+    "check_and_remap",
+    "grow",
+    "grow_committed",
+    "alloc_vs_pool",
+    "alloc_vs_malloc",
+    "alloc_2t_scaling",
+    "rtt_vs_floor",
+    "rtt_4m_vs_64b",
+    "spsc_vs_rtrb",
+    "doorbell_vs_eventfd",
+];
+
+/// Runs one comparison by name (see [`NAMES`]).
+pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
+    Some(match name {
+        "region_create" => region::compare_create(budget),
+        "check_and_remap" => region::compare_check_and_remap(budget),
+        "grow" => region::compare_grow(budget),
+        "grow_committed" => region::compare_grow_committed(budget),
+        "alloc_vs_pool" => alloc::compare_alloc_vs_pool(budget),
+        "alloc_vs_malloc" => alloc::compare_alloc_vs_malloc(budget),
+        "alloc_2t_scaling" => alloc::compare_alloc_2t_scaling(budget),
+        "rtt_vs_floor" => rtt::compare_rtt_vs_floor(budget),
+        "rtt_4m_vs_64b" => rtt::compare_rtt_4m_vs_64b(budget),
+        "spsc_vs_rtrb" => ring::compare_spsc_vs_rtrb(budget),
+        "doorbell_vs_eventfd" => rtt::compare_doorbell_vs_eventfd(budget),
+        _ => return None,
+    })
+}
+
+/// Every comparison of the report, in order.
 pub fn all(budget: Budget) -> Vec<Comparison> {
-    region::all(budget)
+    NAMES.iter().filter_map(|n| by_name(n, budget)).collect()
 }

@@ -149,6 +149,7 @@ fn parse_classes(s: &str) -> Result<numashm::ClassConfig, String> {
 }
 
 fn main() -> ExitCode {
+    numashm_benches::child_main_if_requested();
     let cli = Cli::parse(); // exits with 2 on usage errors
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,200 @@
+//! Slot allocator: `alloc_vs_pool`, `alloc_vs_malloc`, `alloc_2t_scaling`.
+//!
+//! Ours is the allocator of a real [`Segment`] (anonymous memfd region, default
+//! classes) with one peer id: `alloc(1016, peer)` (the 1 KiB class; 1016 B is
+//! the largest payload `Sender::alloc` fits in it, next to its 8-byte length
+//! prefix), then `free`.
+#![allow(unsafe_code)] // malloc/free
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use numashm::{Segment, SegmentConfig};
+
+use crate::child::{other_cpu, pin_current_thread, Pinned};
+use crate::{interleave, per_op, Budget, Comparison};
+
+/// Request size: the 1 KiB class.
+pub const SLOT_LEN: usize = 1016;
+/// Slots in the 1 KiB class of the default configuration (and in the pool baseline).
+pub const POOL_SLOTS: u32 = 1024;
+
+fn iters(budget: Budget) -> u64 {
+    if budget.rounds <= Budget::QUICK.rounds {
+        100_000
+    } else {
+        400_000
+    }
+}
+
+/// A segment for the allocator comparisons.
+pub fn segment() -> Segment {
+    Segment::create(SegmentConfig::anonymous("numashm-bench-alloc")).expect("create segment")
+}
+
+/// Our peer id in `seg` (its peer-table index + 1).
+pub fn peer_of(seg: &Segment) -> u32 {
+    seg.peer_index() + 1
+}
+
+/// Ours: `iters` × (alloc 1 KiB class + free), ns per pair.
+pub fn ours(seg: &Segment, iters: u64) -> f64 {
+    let a = seg.allocator();
+    let peer = peer_of(seg);
+    per_op(iters, || {
+        let h = a.alloc(black_box(SLOT_LEN), peer).expect("alloc");
+        a.free(black_box(h)).expect("free");
+    })
+}
+
+/// A full `ArrayQueue<u32>` of slot indices, used as a pool.
+pub fn pool() -> ArrayQueue<u32> {
+    let q = ArrayQueue::new(POOL_SLOTS as usize);
+    for i in 0..POOL_SLOTS {
+        q.push(i).expect("room");
+    }
+    q
+}
+
+/// Baseline: `iters` × (pop + push) on the pool, ns per pair.
+pub fn pool_pop_push(q: &ArrayQueue<u32>, iters: u64) -> f64 {
+    per_op(iters, || {
+        let i = q.pop().expect("pool empty");
+        q.push(black_box(i)).expect("pool full");
+    })
+}
+
+/// Baseline: `iters` × glibc `malloc(1024)` + `free`, ns per pair.
+pub fn malloc_free(iters: u64) -> f64 {
+    per_op(iters, || {
+        // SAFETY: malloc of a fixed size; the pointer (possibly null) goes straight to free.
+        unsafe {
+            let p = libc::malloc(black_box(1024));
+            libc::free(black_box(p));
+        }
+    })
+}
+
+fn comparison(name: &'static str, baseline_label: &'static str, (o, o99, b, b99): (f64, f64, f64, f64), target: f64) -> Comparison {
+    Comparison {
+        name,
+        ours_label: "segment allocator: alloc (1 KiB class) + free, one thread",
+        baseline_label,
+        ours_ns: o,
+        ours_p99_ns: o99,
+        baseline_ns: b,
+        baseline_p99_ns: b99,
+        ratio: o / b,
+        target,
+        higher_is_better: false,
+    }
+}
+
+/// `alloc_vs_pool`: ours vs `ArrayQueue<u32>` pop + push.
+pub fn compare_alloc_vs_pool(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let seg = segment();
+    let q = pool();
+    let n = iters(budget);
+    let r = interleave(budget.rounds, || ours(&seg, n), || pool_pop_push(&q, n));
+    comparison("alloc_vs_pool", "crossbeam ArrayQueue<u32> pop + push (a slot pool)", r, 0.8)
+}
+
+/// `alloc_vs_malloc`: ours vs glibc `malloc(1024)` + `free`.
+pub fn compare_alloc_vs_malloc(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let seg = segment();
+    let n = iters(budget);
+    let r = interleave(budget.rounds, || ours(&seg, n), || malloc_free(n));
+    comparison("alloc_vs_malloc", "glibc malloc(1024) + free", r, 1.0)
+}
+
+/// Runs `f` with a helper thread pinned to the other CPU (the caller should be
+/// pinned to CPU 0). `f` gets `round(n)`: both threads do `n` × (alloc + free)
+/// on the 1 KiB class of `seg`, started together; it returns the wall time
+/// from the common start until both are done (2n pairs in all).
+pub fn with_two_threads<R>(seg: &Segment, f: impl FnOnce(&mut dyn FnMut(u64) -> Duration) -> R) -> R {
+    let start = Barrier::new(2);
+    let iters = AtomicU64::new(0);
+    let running = AtomicU32::new(0);
+    let done = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        let helper = s.spawn(|| {
+            pin_current_thread(other_cpu());
+            loop {
+                start.wait();
+                // Relaxed (all three loads/stores below the barrier): the Barrier
+                // orders them after the parent's stores of the round.
+                let n = iters.load(Ordering::Relaxed);
+                if n == 0 {
+                    return;
+                }
+                running.fetch_add(1, Ordering::AcqRel);
+                while running.load(Ordering::Acquire) < 2 {
+                    std::hint::spin_loop();
+                }
+                ours(seg, n);
+                done.store(1, Ordering::Release);
+            }
+        });
+        let mut round = |n: u64| {
+            let n = n.max(1);
+            iters.store(n, Ordering::Relaxed);
+            running.store(0, Ordering::Relaxed);
+            done.store(0, Ordering::Relaxed);
+            start.wait();
+            // Both threads running before the clock starts (the helper may wake late).
+            running.fetch_add(1, Ordering::AcqRel);
+            while running.load(Ordering::Acquire) < 2 {
+                std::hint::spin_loop();
+            }
+            let t0 = Instant::now();
+            ours(seg, n);
+            while done.load(Ordering::Acquire) == 0 {
+                std::hint::spin_loop();
+            }
+            t0.elapsed()
+        };
+        let out = f(&mut round);
+        iters.store(0, Ordering::Relaxed);
+        start.wait();
+        helper.join().expect("helper thread");
+        out
+    })
+}
+
+/// `alloc_2t_scaling` (higher is better): two threads' total alloc+free pairs
+/// per second on one class ÷ one thread's. Reported as ns per pair: ours is
+/// the two-thread wall time ÷ 2n, the baseline one thread's time ÷ n.
+pub fn compare_alloc_2t_scaling(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let seg = segment();
+    let n = iters(budget);
+    let (o, o99, b, b99) = with_two_threads(&seg, |round| {
+        interleave(
+            budget.rounds,
+            || crate::ns(round(n)) / (2 * n) as f64,
+            || ours(&seg, n),
+        )
+    });
+    Comparison {
+        name: "alloc_2t_scaling",
+        ours_label: "two threads (CPU 0, 1) alloc+free on the 1 KiB class of one segment, wall time per pair",
+        baseline_label: "one thread, same",
+        ours_ns: o,
+        ours_p99_ns: o99,
+        baseline_ns: b,
+        baseline_p99_ns: b99,
+        ratio: b / o,
+        target: 1.5,
+        higher_is_better: true,
+    }
+}
+
+/// Every allocator comparison, in report order.
+pub fn all(budget: Budget) -> Vec<Comparison> {
+    vec![compare_alloc_vs_pool(budget), compare_alloc_vs_malloc(budget), compare_alloc_2t_scaling(budget)]
+}

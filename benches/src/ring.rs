@@ -1,0 +1,187 @@
+//! SPSC ring throughput: `spsc_vs_rtrb` (higher is better).
+//!
+//! Ours is `Spsc::<SharedMemory>` laid with `init_in` over the data area of a
+//! memfd region (the way a segment lays its rings), capacity 1024; the
+//! baseline is `rtrb` 0.3 with the same capacity. In both, a producer thread
+//! on CPU 1 pushes `u64`s one at a time (spinning while full) and the
+//! consumer on CPU 0 pops them one at a time (spinning while empty). The
+//! clock runs from the consumer's first pop to its last, so thread start-up
+//! is not counted.
+#![allow(unsafe_code)] // laying the ring over the region
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use numashm_region::{Region, RegionOptions};
+use numashm_ring::{PopError, PushError, SharedMemory, Spsc};
+
+use crate::child::{other_cpu, pin_current_thread, Pinned, Watchdog};
+use crate::{interleave, Budget, Comparison};
+
+/// Ring capacity of both sides.
+pub const CAPACITY: usize = 1024;
+
+/// A region holding one SPSC ring in its data area.
+pub struct SharedRing {
+    ring: Spsc<SharedMemory>,
+    // Dropped after `ring` (fields drop in order): the mapping outlives the ring.
+    _region: Region,
+}
+
+impl SharedRing {
+    /// Creates the region and lays the ring in it.
+    pub fn new() -> SharedRing {
+        let bytes = Spsc::<SharedMemory>::bytes_for(CAPACITY).expect("ring size");
+        let region = RegionOptions::new(64 << 10).create_anonymous("numashm-bench-spsc").expect("region");
+        let off = region.data_offset().next_multiple_of(128);
+        assert!(off + bytes <= region.len(), "region too small for the ring");
+        // SAFETY: 1. `off..off+bytes` lies inside the region's data area, mapped
+        // read-write while `region` lives, and `region` outlives `ring` (field
+        // order); 2. nothing else uses these bytes (the region is ours and
+        // fresh); 3. afterwards only ring values access them.
+        let ring = unsafe { Spsc::init_in(region.as_ptr().add(off), bytes, CAPACITY) }.expect("init ring");
+        SharedRing { ring, _region: region }
+    }
+
+    /// Moves up to `n` handles from a producer thread (CPU 1) to this thread,
+    /// one at a time, stopping early once `max` has passed (on a loaded
+    /// machine). Returns (handles timed, time from the first pop to the last).
+    pub fn transfer(&self, n: u64, max: Duration) -> (u64, Duration) {
+        let (mut tx, mut rx) = (self.ring.producer().expect("producer"), self.ring.consumer().expect("consumer"));
+        let stop = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
+            s.spawn(|| {
+                pin_current_thread(other_cpu());
+                let mut dog = Watchdog::new("spsc producer");
+                for i in 1..=n {
+                    let mut v = i;
+                    loop {
+                        match tx.push(v) {
+                            Ok(()) => {
+                                dog.progress();
+                                break;
+                            }
+                            Err(PushError::Full(back)) => {
+                                // Relaxed: a stop request, it publishes nothing.
+                                if stop.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                v = back;
+                                dog.tick();
+                            }
+                            Err(e) => panic!("push: {e:?}"),
+                        }
+                    }
+                }
+            });
+            let mut dog = Watchdog::new("spsc consumer");
+            let mut pop = || loop {
+                match rx.pop() {
+                    Ok(v) => {
+                        dog.progress();
+                        return v;
+                    }
+                    Err(PopError::Empty) => dog.tick(),
+                    Err(e) => panic!("pop: {e:?}"),
+                }
+            };
+            consume(n, max, &mut pop, &stop)
+        });
+        // Leave the ring empty for the next round.
+        while rx.pop().is_ok() {}
+        out
+    }
+}
+
+/// The consumer's timed loop, shared by both rings: pops the first handle,
+/// then times up to `n - 1` more; sets `stop` when done.
+fn consume(n: u64, max: Duration, pop: &mut impl FnMut() -> u64, stop: &AtomicBool) -> (u64, Duration) {
+    black_box(pop());
+    let t0 = Instant::now();
+    let mut got = 0;
+    while got + 1 < n {
+        let chunk = 1024.min(n - 1 - got);
+        for _ in 0..chunk {
+            black_box(pop());
+        }
+        got += chunk;
+        if t0.elapsed() > max {
+            break;
+        }
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    (got, elapsed)
+}
+
+impl Default for SharedRing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The baseline: up to `n` `u64`s through a fresh `rtrb` ring, as [`SharedRing::transfer`].
+pub fn rtrb_transfer(n: u64, max: Duration) -> (u64, Duration) {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_current_thread(other_cpu());
+            let mut dog = Watchdog::new("rtrb producer");
+            for i in 1..=n {
+                let mut v = i;
+                loop {
+                    match tx.push(v) {
+                        Ok(()) => {
+                            dog.progress();
+                            break;
+                        }
+                        Err(rtrb::PushError::Full(back)) => {
+                            // Relaxed: as above.
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            v = back;
+                            dog.tick();
+                        }
+                    }
+                }
+            }
+        });
+        let mut dog = Watchdog::new("rtrb consumer");
+        let mut pop = || loop {
+            match rx.pop() {
+                Ok(v) => {
+                    dog.progress();
+                    return v;
+                }
+                Err(rtrb::PopError::Empty) => dog.tick(),
+            }
+        };
+        consume(n, max, &mut pop, &stop)
+    })
+}
+
+/// `spsc_vs_rtrb` (higher is better): our handles/s ÷ rtrb's, reported as ns per handle.
+pub fn compare_spsc_vs_rtrb(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let ring = SharedRing::new();
+    let quick = budget.rounds <= Budget::QUICK.rounds;
+    let n: u64 = if quick { 1 << 20 } else { 1 << 22 };
+    let max = Duration::from_millis(if quick { 30 } else { 150 });
+    let per = |(got, d): (u64, Duration)| crate::ns(d) / got.max(1) as f64;
+    let (o, o99, b, b99) = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb_transfer(n, max)));
+    Comparison {
+        name: "spsc_vs_rtrb",
+        ours_label: "u64 handles one at a time through our SPSC ring in a memfd region, cap 1024, two threads",
+        baseline_label: "rtrb 0.3, same capacity, one at a time, two threads",
+        ours_ns: o,
+        ours_p99_ns: o99,
+        baseline_ns: b,
+        baseline_p99_ns: b99,
+        ratio: b / o,
+        target: 1.0,
+        higher_is_better: true,
+    }
+}
