@@ -19,7 +19,8 @@ fn spsc(c: &mut Criterion) {
     // No early stop: criterion wants exactly `iters` (one handle is popped before the clock starts).
     let all = Duration::from_secs(3600);
     g.bench_function("ours_shared_memory", |b| b.iter_custom(|iters| shared.transfer(iters + 1, all).1));
-    g.bench_function("rtrb", |b| b.iter_custom(|iters| ring::rtrb_transfer(iters + 1, all).1));
+    let mut rtrb = ring::RtrbRing::default();
+    g.bench_function("rtrb", |b| b.iter_custom(|iters| rtrb.transfer(iters + 1, all).1));
     g.finish();
 }
 

@@ -115,17 +115,55 @@ fn consume(n: u64, max: Duration, pop: &mut impl FnMut() -> u64, stop: &AtomicBo
     (got, elapsed)
 }
 
+impl SharedRing {
+    /// One thread: `n` × (push one, pop one), for instruction counts.
+    pub fn push_pop(&self, n: u64) -> u64 {
+        let (mut tx, mut rx) = (self.ring.producer().expect("producer"), self.ring.consumer().expect("consumer"));
+        let mut sum = 0u64;
+        for i in 0..n {
+            tx.push(black_box(i)).expect("room");
+            sum = sum.wrapping_add(rx.pop().expect("item"));
+        }
+        sum
+    }
+}
+
+/// One thread: `n` × (push one, pop one) through rtrb, for instruction counts.
+pub fn rtrb_push_pop(n: u64) -> u64 {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    let mut sum = 0u64;
+    for i in 0..n {
+        tx.push(black_box(i)).expect("room");
+        sum = sum.wrapping_add(rx.pop().expect("item"));
+    }
+    sum
+}
+
 impl Default for SharedRing {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The baseline: up to `n` `u64`s through a fresh `rtrb` ring, as [`SharedRing::transfer`].
-pub fn rtrb_transfer(n: u64, max: Duration) -> (u64, Duration) {
-    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| {
+/// The baseline ring: `rtrb` with the same capacity, kept across rounds as ours is.
+pub struct RtrbRing {
+    tx: rtrb::Producer<u64>,
+    rx: rtrb::Consumer<u64>,
+}
+
+impl Default for RtrbRing {
+    fn default() -> Self {
+        let (tx, rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+        RtrbRing { tx, rx }
+    }
+}
+
+impl RtrbRing {
+    /// As [`SharedRing::transfer`].
+    pub fn transfer(&mut self, n: u64, max: Duration) -> (u64, Duration) {
+        let RtrbRing { tx, rx } = self;
+        let stop = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
         s.spawn(|| {
             pin_current_thread(other_cpu());
             let mut dog = Watchdog::new("rtrb producer");
@@ -160,7 +198,10 @@ pub fn rtrb_transfer(n: u64, max: Duration) -> (u64, Duration) {
             }
         };
         consume(n, max, &mut pop, &stop)
-    })
+    });
+    while rx.pop().is_ok() {}
+    out
+    }
 }
 
 /// `spsc_vs_rtrb` (higher is better): our handles/s ÷ rtrb's, reported as ns per handle.
@@ -169,9 +210,10 @@ pub fn compare_spsc_vs_rtrb(budget: Budget) -> Comparison {
     let ring = SharedRing::new();
     let quick = budget.rounds <= Budget::QUICK.rounds;
     let n: u64 = if quick { 1 << 20 } else { 1 << 22 };
-    let max = Duration::from_millis(if quick { 30 } else { 150 });
+    let max = Duration::from_millis(if quick { 100 } else { 200 });
     let per = |(got, d): (u64, Duration)| crate::ns(d) / got.max(1) as f64;
-    let (o, o99, b, b99) = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb_transfer(n, max)));
+    let rtrb = std::cell::RefCell::new(RtrbRing::default());
+    let (o, o99, b, b99) = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
     Comparison {
         name: "spsc_vs_rtrb",
         ours_label: "u64 handles one at a time through our SPSC ring in a memfd region, cap 1024, two threads",

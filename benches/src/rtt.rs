@@ -167,7 +167,7 @@ fn iters(budget: Budget, quick: u64, full: u64) -> u64 {
 
 /// Time cap of one side of one round (and of its warm-up).
 fn cap(budget: Budget) -> Duration {
-    Duration::from_millis(iters(budget, 25, 100))
+    Duration::from_millis(iters(budget, 80, 150))
 }
 
 fn comparison(
@@ -197,7 +197,7 @@ pub fn compare_rtt_vs_floor(budget: Budget) -> Comparison {
     let echo = Echo::start();
     let (tx, rx) = echo.ends();
     let mut floor = Floor::start();
-    let (n, max) = (iters(budget, 2_000, 20_000), cap(budget));
+    let (n, max) = (iters(budget, 50_000, 200_000), cap(budget));
     let payload = [7u8; PAYLOAD];
     let r = interleave(
         budget.rounds,
@@ -233,7 +233,7 @@ pub fn compare_rtt_4m_vs_64b(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
     let echo = Echo::start();
     let (tx, rx) = echo.ends();
-    let (n, max) = (iters(budget, 2_000, 20_000), cap(budget));
+    let (n, max) = (iters(budget, 50_000, 200_000), cap(budget));
     let one = |len: usize| {
         per_op_for(100, max, || {
             black_box(round_trip(&tx, &rx, len));
@@ -258,7 +258,7 @@ pub fn compare_doorbell_vs_eventfd(budget: Budget) -> Comparison {
     let echo = Echo::start();
     let (tx, rx) = echo.ends();
     let pair = EventPair::start();
-    let n = iters(budget, 40, 200);
+    let n = iters(budget, 100, 300);
     let r = interleave(
         budget.rounds,
         || (0..n).map(|_| crate::ns(parked_round_trip(&tx, &rx))).sum::<f64>() / n as f64,
