@@ -68,7 +68,7 @@ impl SharedRing {
                                     return;
                                 }
                                 v = back;
-                                dog.tick();
+                                dog.tick_busy();
                             }
                             Err(e) => panic!("push: {e:?}"),
                         }
@@ -82,7 +82,7 @@ impl SharedRing {
                         dog.progress();
                         return v;
                     }
-                    Err(PopError::Empty) => dog.tick(),
+                    Err(PopError::Empty) => dog.tick_busy(),
                     Err(e) => panic!("pop: {e:?}"),
                 }
             };
@@ -181,7 +181,7 @@ impl RtrbRing {
                                 return;
                             }
                             v = back;
-                            dog.tick();
+                            dog.tick_busy();
                         }
                     }
                 }
@@ -194,7 +194,7 @@ impl RtrbRing {
                     dog.progress();
                     return v;
                 }
-                Err(rtrb::PopError::Empty) => dog.tick(),
+                Err(rtrb::PopError::Empty) => dog.tick_busy(),
             }
         };
         consume(n, max, &mut pop, &stop)
