@@ -48,11 +48,16 @@ impl SharedRing {
     /// one at a time, stopping early once `max` has passed (on a loaded
     /// machine). Returns (handles timed, time from the first pop to the last).
     pub fn transfer(&self, n: u64, max: Duration) -> (u64, Duration) {
-        let (mut tx, mut rx) = (self.ring.producer().expect("producer"), self.ring.consumer().expect("consumer"));
-        let stop = AtomicBool::new(false);
+        let mut rx = self.ring.consumer().expect("consumer");
+        let stop = Padded(AtomicBool::new(false));
+        let stop = &stop.0;
+        let ring = &self.ring;
         let out = std::thread::scope(|s| {
-            s.spawn(|| {
+            s.spawn(move || {
                 pin_current_thread(other_cpu());
+                // Each end on its own thread's stack: no false sharing of the
+                // ends' cached indices.
+                let mut tx = ring.producer().expect("producer");
                 let mut dog = Watchdog::new("spsc producer");
                 for i in 1..=n {
                     let mut v = i;
@@ -86,13 +91,17 @@ impl SharedRing {
                     Err(e) => panic!("pop: {e:?}"),
                 }
             };
-            consume(n, max, &mut pop, &stop)
+            consume(n, max, &mut pop, stop)
         });
         // Leave the ring empty for the next round.
         while rx.pop().is_ok() {}
         out
     }
 }
+
+/// Keeps the stop flag on its own cache lines.
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// The consumer's timed loop, shared by both rings: pops the first handle,
 /// then times up to `n - 1` more; sets `stop` when done.
@@ -147,60 +156,66 @@ impl Default for SharedRing {
 
 /// The baseline ring: `rtrb` with the same capacity, kept across rounds as ours is.
 pub struct RtrbRing {
-    tx: rtrb::Producer<u64>,
+    tx: Option<rtrb::Producer<u64>>,
     rx: rtrb::Consumer<u64>,
 }
 
 impl Default for RtrbRing {
     fn default() -> Self {
         let (tx, rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-        RtrbRing { tx, rx }
+        RtrbRing { tx: Some(tx), rx }
     }
 }
 
 impl RtrbRing {
     /// As [`SharedRing::transfer`].
     pub fn transfer(&mut self, n: u64, max: Duration) -> (u64, Duration) {
-        let RtrbRing { tx, rx } = self;
-        let stop = AtomicBool::new(false);
-        let out = std::thread::scope(|s| {
-        s.spawn(|| {
-            pin_current_thread(other_cpu());
-            let mut dog = Watchdog::new("rtrb producer");
-            for i in 1..=n {
-                let mut v = i;
-                loop {
-                    match tx.push(v) {
-                        Ok(()) => {
-                            dog.progress();
-                            break;
-                        }
-                        Err(rtrb::PushError::Full(back)) => {
-                            // Relaxed: as above.
-                            if stop.load(Ordering::Relaxed) {
-                                return;
+        let mut tx = self.tx.take().expect("producer");
+        let rx = &mut self.rx;
+        let stop = Padded(AtomicBool::new(false));
+        let stop = &stop.0;
+        let (out, tx) = std::thread::scope(|s| {
+            // The producer end moves to its thread (and comes back), as ours is made there.
+            let producer = s.spawn(move || {
+                pin_current_thread(other_cpu());
+                let mut dog = Watchdog::new("rtrb producer");
+                'all: for i in 1..=n {
+                    let mut v = i;
+                    loop {
+                        match tx.push(v) {
+                            Ok(()) => {
+                                dog.progress();
+                                break;
                             }
-                            v = back;
-                            dog.tick_busy();
+                            Err(rtrb::PushError::Full(back)) => {
+                                // Relaxed: as above.
+                                if stop.load(Ordering::Relaxed) {
+                                    break 'all;
+                                }
+                                v = back;
+                                dog.tick_busy();
+                            }
                         }
                     }
                 }
-            }
-        });
-        let mut dog = Watchdog::new("rtrb consumer");
-        let mut pop = || loop {
-            match rx.pop() {
-                Ok(v) => {
-                    dog.progress();
-                    return v;
+                tx
+            });
+            let mut dog = Watchdog::new("rtrb consumer");
+            let mut pop = || loop {
+                match rx.pop() {
+                    Ok(v) => {
+                        dog.progress();
+                        return v;
+                    }
+                    Err(rtrb::PopError::Empty) => dog.tick_busy(),
                 }
-                Err(rtrb::PopError::Empty) => dog.tick_busy(),
-            }
-        };
-        consume(n, max, &mut pop, &stop)
-    });
-    while rx.pop().is_ok() {}
-    out
+            };
+            let out = consume(n, max, &mut pop, stop);
+            (out, producer.join().expect("rtrb producer"))
+        });
+        self.tx = Some(tx);
+        while self.rx.pop().is_ok() {}
+        out
     }
 }
 
