@@ -209,7 +209,18 @@ fn run(cmd: Command) -> Result<(), CliError> {
                     PolicyArg::Interleave => MemPolicy::Interleave,
                 });
             }
-            let seg = numashm::Segment::create(cfg).map_err(ctx("create", &path))?;
+            // Populating or locking GiBs takes seconds (2–4 µs per page here): show progress.
+            let spinner = (populate || lock || size >= 1 << 30).then(|| {
+                let pb = indicatif::ProgressBar::new_spinner();
+                pb.set_message(format!("creating {} ({}), committing memory", path.display(), human(size as u64)));
+                pb.enable_steady_tick(std::time::Duration::from_millis(200));
+                pb
+            });
+            let seg = numashm::Segment::create(cfg).map_err(ctx("create", &path));
+            if let Some(pb) = spinner {
+                pb.finish_and_clear();
+            }
+            let seg = seg?;
             let region = seg.region();
             println!(
                 "created {} ({}, max {}, {:?} pages{}, {} size classes, {} rings, {} peers max)",
