@@ -150,7 +150,7 @@ impl<'a> Hot<'a> {
 
     #[inline(always)]
     fn meta_word(self, c: &ClassInfo, ext: usize, slot: usize) -> &'a AtomicU64 {
-        self.at(c.meta_base + ext * c.slots + slot)
+        self.at(c.meta_base + (ext * c.slots + slot) * META_STRIDE)
     }
 
     /// Published extent count of a class, capped by the local maximum (hostile input).

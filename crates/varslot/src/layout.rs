@@ -7,7 +7,7 @@ use crate::handle::{GEN_MASK, MAX_CLASSES, MAX_EXTENTS, MAX_SLOTS};
 /// `b"NUMASVS1"` as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"NUMASVS1");
 /// Layout version; bump on any change to the word layout.
-pub(crate) const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 2;
 /// Extents (and the data area) start on this boundary (a page).
 pub(crate) const EXTENT_ALIGN: usize = 4096;
 /// Slot sizes are multiples of this (a cache line).
@@ -37,6 +37,8 @@ pub(crate) const C_EXTENTS: usize = 2;
 // Extent records: 16 words (two cache lines); the free-list head alone on the first.
 pub(crate) const EXT_WORDS: usize = 16;
 pub(crate) const X_HEAD: usize = 0;
+/// Words between two slots' metadata words: one 64-byte cache line each.
+pub(crate) const META_STRIDE: usize = 8;
 pub(crate) const X_OFFSET: usize = 8;
 pub(crate) const X_NODE: usize = 9;
 /// In the `X_NODE` word: bit 32 set while the extent's pages are released.
@@ -131,7 +133,10 @@ impl Layout {
         let max_extents = max_extents as usize;
         let mut ext_base = CLASS_TABLE + table.len() * CLASS_WORDS;
         ext_base = round_up(ext_base, EXT_WORDS).ok_or(("class_count", 0))?;
-        let mut meta_base = ext_base + table.len() * max_extents * EXT_WORDS;
+        // Each slot's metadata word has a cache line of its own: peers working on
+        // neighbouring slots (per-peer magazines, two threads on one class) would
+        // otherwise fight over one line.
+        let mut meta_base = round_up(ext_base + table.len() * max_extents * EXT_WORDS, META_STRIDE).ok_or(("class_count", 0))?;
         let mut classes = Vec::with_capacity(table.len());
         let mut prev = 0u64;
         for (i, &(slot_size, slots)) in table.iter().enumerate() {
@@ -159,6 +164,7 @@ impl Layout {
             });
             meta_base = slots
                 .checked_mul(max_extents)
+                .and_then(|n| n.checked_mul(META_STRIDE))
                 .and_then(|n| meta_base.checked_add(n))
                 .ok_or(("slots_per_extent", i))?;
         }

@@ -140,7 +140,7 @@ fn grown_extent_is_used_after_exhaustion() {
 #[test]
 fn grow_stops_at_max_len() {
     let cfg = Config::new().class(64, 64).max_extents(8);
-    let a = Allocator::create_with(&cfg, HeapWords::new(4096), HeapMemory::new(2 * 4096).unwrap()).unwrap();
+    let a = Allocator::create_with(&cfg, HeapWords::new(cfg.control_len() / 8), HeapMemory::new(2 * 4096).unwrap()).unwrap();
     a.grow(0, None).unwrap();
     assert!(matches!(a.grow(0, None), Err(GrowError::OutOfSpace { .. })));
 }
