@@ -49,6 +49,10 @@ type ChildResult = Result<(), Box<dyn std::error::Error>>;
 
 fn run_role(role: &str) -> ChildResult {
     let (name, args) = role.split_once(':').ok_or("role is NAME:ARGS")?;
+    #[cfg(feature = "peers")]
+    if name == "iceoryx2" {
+        return crate::peers::echo_child(args.parse()?);
+    }
     let fds: Vec<RawFd> = args.split(',').map(str::parse).collect::<Result<_, _>>()?;
     // SAFETY: the parent passed these descriptors, open and without CLOEXEC,
     // for this process alone; nothing else in this process owns them.

@@ -16,6 +16,8 @@
 
 pub mod alloc;
 pub mod child;
+#[cfg(feature = "peers")]
+pub mod peers;
 pub mod region;
 pub mod ring;
 pub mod rtt;
