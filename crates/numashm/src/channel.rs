@@ -449,7 +449,7 @@ impl<'s> Sender<'s> {
     }
 
     /// Sends, waiting up to `timeout` (forever with `None`) for room in the ring:
-    /// spin, yield, then park on the ring's "space" doorbell.
+    /// spin, then park on the ring's "space" doorbell.
     ///
     /// # Errors
     ///
@@ -646,8 +646,8 @@ impl<'s> Receiver<'s> {
         }
     }
 
-    /// Receives, waiting up to `timeout` (forever with `None`): spin, yield,
-    /// then park on the ring's futex doorbell; the sender only makes a syscall
+    /// Receives, waiting up to `timeout` (forever with `None`): spin, then
+    /// park on the ring's futex doorbell; the sender only makes a syscall
     /// when a receiver is parked.
     ///
     /// # Errors

@@ -319,7 +319,12 @@ pub struct Segment {
 /// Nodes nearest first from the node of the CPU we run on now.
 fn local_node_order() -> Vec<u32> {
     let Ok(topo) = numashm_region::Topology::get() else { return Vec::new() };
-    let cpu = rustix::thread::sched_getcpu() as u32;
+    // libc's sched_getcpu, not rustix's: rustix finds the vDSO by parsing the
+    // auxiliary vector itself, which crashes under valgrind (callgrind counts of
+    // the message path need it).
+    // SAFETY: sched_getcpu has no preconditions; it returns -1 on error.
+    let cpu = unsafe { libc::sched_getcpu() };
+    let Ok(cpu) = u32::try_from(cpu) else { return Vec::new() };
     match topo.nodes().iter().find(|n| n.cpus.contains(&cpu)) {
         Some(n) => topo.nodes_by_distance(n.os_index),
         None => Vec::new(),

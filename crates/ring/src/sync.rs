@@ -36,6 +36,9 @@ impl Backoff {
     pub(crate) fn snooze(&self) {
         loom::thread::yield_now();
     }
+    pub(crate) fn spin(&self) {
+        loom::thread::yield_now();
+    }
     pub(crate) fn is_completed(&self) -> bool {
         true
     }
