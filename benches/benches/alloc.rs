@@ -42,7 +42,7 @@ fn two_threads(c: &mut Criterion) {
     g.bench_function("ours_1_thread", |b| {
         b.iter_custom(|iters| Duration::from_nanos((alloc::ours(&seg, iters) * iters as f64) as u64))
     });
-    alloc::with_two_threads(&seg, |round| {
+    alloc::with_two_threads(&seg, alloc::ours, |round| {
         // One iteration = one alloc+free pair, half done by each thread.
         g.bench_function("ours_2_threads", |b| b.iter_custom(|iters| round(iters.div_ceil(2))));
     });

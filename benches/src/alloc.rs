@@ -50,6 +50,17 @@ pub fn ours(seg: &Segment, iters: u64) -> f64 {
     })
 }
 
+/// Ours through a per-peer [`Magazine`](numashm_varslot::Magazine) (the
+/// allocator's optional cache: a cached alloc writes no shared word, a free is
+/// one CAS on the slot's own metadata line): `iters` × (alloc + free), ns per pair.
+pub fn ours_magazine(seg: &Segment, iters: u64) -> f64 {
+    let mut m = seg.allocator().magazine(peer_of(seg), 32);
+    per_op(iters, || {
+        let h = m.alloc(black_box(SLOT_LEN)).expect("alloc");
+        m.free(black_box(h)).expect("free");
+    })
+}
+
 /// A full `ArrayQueue<u32>` of slot indices, used as a pool.
 pub fn pool() -> ArrayQueue<u32> {
     let q = ArrayQueue::new(POOL_SLOTS as usize);
@@ -81,7 +92,11 @@ pub fn malloc_free(iters: u64) -> f64 {
 fn comparison(name: &'static str, baseline_label: &'static str, (o, o99, b, b99): (f64, f64, f64, f64), target: f64) -> Comparison {
     Comparison {
         name,
-        ours_label: "segment allocator: alloc (1 KiB class) + free, one thread",
+        ours_label: if name.contains("magazine") {
+            "segment allocator through a per-peer magazine: alloc (1 KiB class) + free, one thread"
+        } else {
+            "segment allocator: alloc (1 KiB class) + free, one thread"
+        },
         baseline_label,
         ours_ns: o,
         ours_p99_ns: o99,
@@ -116,7 +131,11 @@ pub fn compare_alloc_vs_malloc(budget: Budget) -> Comparison {
 /// pinned to CPU 0). `f` gets `round(n)`: both threads do `n` × (alloc + free)
 /// on the 1 KiB class of `seg`, started together; it returns the wall time
 /// from the common start until both are done (2n pairs in all).
-pub fn with_two_threads<R>(seg: &Segment, f: impl FnOnce(&mut dyn FnMut(u64) -> Duration) -> R) -> R {
+pub fn with_two_threads<R>(
+    seg: &Segment,
+    work: fn(&Segment, u64) -> f64,
+    f: impl FnOnce(&mut dyn FnMut(u64) -> Duration) -> R,
+) -> R {
     let start = Barrier::new(2);
     let iters = AtomicU64::new(0);
     let running = AtomicU32::new(0);
@@ -136,7 +155,7 @@ pub fn with_two_threads<R>(seg: &Segment, f: impl FnOnce(&mut dyn FnMut(u64) -> 
                 while running.load(Ordering::Acquire) < 2 {
                     std::hint::spin_loop();
                 }
-                ours(seg, n);
+                work(seg, n);
                 done.store(1, Ordering::Release);
             }
         });
@@ -152,7 +171,7 @@ pub fn with_two_threads<R>(seg: &Segment, f: impl FnOnce(&mut dyn FnMut(u64) -> 
                 std::hint::spin_loop();
             }
             let t0 = Instant::now();
-            ours(seg, n);
+            work(seg, n);
             while done.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
@@ -170,19 +189,48 @@ pub fn with_two_threads<R>(seg: &Segment, f: impl FnOnce(&mut dyn FnMut(u64) -> 
 /// per second on one class ÷ one thread's. Reported as ns per pair: ours is
 /// the two-thread wall time ÷ 2n, the baseline one thread's time ÷ n.
 pub fn compare_alloc_2t_scaling(budget: Budget) -> Comparison {
+    scaling("alloc_2t_scaling", ours, "two threads (CPU 0, 1) alloc+free on the 1 KiB class of one segment, wall time per pair", budget)
+}
+
+/// Like `alloc_2t_scaling`, each thread through its own magazine.
+pub fn compare_alloc_magazine_2t_scaling(budget: Budget) -> Comparison {
+    scaling(
+        "alloc_magazine_2t_scaling",
+        ours_magazine,
+        "two threads (CPU 0, 1), each with its own magazine, alloc+free on the 1 KiB class of one segment, wall time per pair",
+        budget,
+    )
+}
+
+/// `alloc_magazine_vs_pool`: the magazine path vs `ArrayQueue<u32>` pop + push.
+pub fn compare_alloc_magazine_vs_pool(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let seg = segment();
+    let q = pool();
+    let n = iters(budget);
+    let r = interleave(budget.rounds, || ours_magazine(&seg, n), || pool_pop_push(&q, n));
+    comparison("alloc_magazine_vs_pool", "crossbeam ArrayQueue<u32> pop + push (a slot pool)", r, 0.8)
+}
+
+/// `alloc_magazine_vs_malloc`: the magazine path vs glibc `malloc(1024)` + `free`.
+pub fn compare_alloc_magazine_vs_malloc(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
     let seg = segment();
     let n = iters(budget);
-    let (o, o99, b, b99) = with_two_threads(&seg, |round| {
-        interleave(
-            budget.rounds,
-            || crate::ns(round(n)) / (2 * n) as f64,
-            || ours(&seg, n),
-        )
+    let r = interleave(budget.rounds, || ours_magazine(&seg, n), || malloc_free(n));
+    comparison("alloc_magazine_vs_malloc", "glibc malloc(1024) + free", r, 1.0)
+}
+
+fn scaling(name: &'static str, work: fn(&Segment, u64) -> f64, ours_label: &'static str, budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let seg = segment();
+    let n = iters(budget);
+    let (o, o99, b, b99) = with_two_threads(&seg, work, |round| {
+        interleave(budget.rounds, || crate::ns(round(n)) / (2 * n) as f64, || work(&seg, n))
     });
     Comparison {
-        name: "alloc_2t_scaling",
-        ours_label: "two threads (CPU 0, 1) alloc+free on the 1 KiB class of one segment, wall time per pair",
+        name,
+        ours_label,
         baseline_label: "one thread, same",
         ours_ns: o,
         ours_p99_ns: o99,

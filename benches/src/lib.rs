@@ -157,6 +157,10 @@ pub const NAMES: &[&str] = &[
     "rtt_4m_vs_64b",
     "spsc_vs_rtrb",
     "doorbell_vs_eventfd",
+    // The allocator's optional per-peer cache, beside the raw path above.
+    "alloc_magazine_vs_pool",
+    "alloc_magazine_vs_malloc",
+    "alloc_magazine_2t_scaling",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -173,6 +177,9 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "rtt_4m_vs_64b" => rtt::compare_rtt_4m_vs_64b(budget),
         "spsc_vs_rtrb" => ring::compare_spsc_vs_rtrb(budget),
         "doorbell_vs_eventfd" => rtt::compare_doorbell_vs_eventfd(budget),
+        "alloc_magazine_vs_pool" => alloc::compare_alloc_magazine_vs_pool(budget),
+        "alloc_magazine_vs_malloc" => alloc::compare_alloc_magazine_vs_malloc(budget),
+        "alloc_magazine_2t_scaling" => alloc::compare_alloc_magazine_2t_scaling(budget),
         _ => return None,
     })
 }
