@@ -1,9 +1,7 @@
 //! Slot allocator: `alloc_vs_pool`, `alloc_vs_malloc`, `alloc_2t_scaling`.
 //!
 //! Ours is the allocator of a real [`Segment`] (anonymous memfd region, default
-//! classes) with one peer id: `alloc(1016, peer)` (the 1 KiB class; 1016 B is
-//! the largest payload `Sender::alloc` fits in it, next to its 8-byte length
-//! prefix), then `free`.
+//! classes) with one peer id: `alloc(1016, peer)` (the 1 KiB class), then `free`.
 #![allow(unsafe_code)] // malloc/free
 
 use std::hint::black_box;

@@ -16,9 +16,8 @@ use numashm::{Message, MessageError, Receiver, Segment, SegmentConfig, Sender};
 use crate::child::{inheritable, Child, EventPair, Floor, Pinned, Watchdog, PAYLOAD};
 use crate::{interleave, per_op_for, Budget, Comparison};
 
-/// Payload of the "4 MiB" message: the whole 4 MiB slot of the default
-/// largest class, less the 8-byte length prefix.
-pub const BIG: usize = (4 << 20) - 8;
+/// Payload of the "4 MiB" message: the whole 4 MiB slot of the default largest class.
+pub const BIG: usize = 4 << 20;
 
 /// How long the parked round trip leaves both sides idle before each timed
 /// round trip, so that both have parked (our receive spins a few µs, then parks).

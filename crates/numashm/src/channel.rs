@@ -2,9 +2,10 @@
 //!
 //! A message is a slot of the segment's allocator: the sender allocates it,
 //! writes the payload in place and sends its handle; the receiver reads the
-//! payload in place and frees the slot by dropping the message. Each slot
-//! starts with an 8-byte length prefix (the payload may be shorter than the
-//! slot's class); the prefix is hostile input to the receiver.
+//! payload in place and frees the slot by dropping the message. The payload
+//! starts at the slot's first byte (a 64 B message is one cache line); its
+//! length travels in the slot's spare metadata word (`set_aux`), on the
+//! metadata line both sides touch anyway, and is hostile input to the receiver.
 #![allow(unsafe_code)] // slices over slot memory (two constructors, each with SAFETY)
 
 use std::cell::RefCell;
@@ -21,7 +22,6 @@ use crate::segment::{
 };
 use crate::sync::Ordering;
 
-const PREFIX: usize = 8;
 
 /// A slot being written: dereferences to the payload bytes; freed on drop
 /// unless sent.
@@ -61,13 +61,13 @@ impl SlotMut<'_> {
         self.handle.expect("a live SlotMut has a handle")
     }
 
-    /// Payload capacity of the slot (class size minus the length prefix).
+    /// Payload capacity of the slot (its class size).
     ///
     /// # Examples
     ///
     /// ```
     /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-cap"))?;
-    /// assert_eq!(seg.sender(0)?.alloc(10)?.capacity(), 1024 - 8);
+    /// assert_eq!(seg.sender(0)?.alloc(10)?.capacity(), 1024);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn capacity(&self) -> usize {
@@ -101,19 +101,19 @@ impl SlotMut<'_> {
 impl std::ops::Deref for SlotMut<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: 1. `ptr + PREFIX .. + len` lies inside the slot (len <= cap =
-        // slot size - PREFIX), which stays mapped while the segment lives;
+        // SAFETY: 1. `ptr .. ptr + len` lies inside the slot (len <= cap = slot
+        // size), which stays mapped while the segment lives;
         // 2. the slot is Allocated to this process, so by protocol no other peer
         // writes it until it is sent (a hostile peer writing anyway can only
         // change byte values: the slice is of plain bytes).
-        unsafe { std::slice::from_raw_parts(self.ptr.add(PREFIX), self.len) }
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl std::ops::DerefMut for SlotMut<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(PREFIX), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
@@ -160,9 +160,9 @@ impl Message<'_> {
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr + PREFIX .. + len` was checked against the slot size when
-        // the message was received; the slot is Allocated to us until drop.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(PREFIX), self.len) }
+        // SAFETY: `ptr .. ptr + len` was checked against the slot size when the
+        // message was received; the slot is Allocated to us until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
@@ -350,7 +350,7 @@ impl<'s> Sender<'s> {
     fn alloc_in_order(&self, len: usize, order: &[u32]) -> Result<SlotMut<'s>, MessageError> {
         let seg = self.seg;
         let me = peer_id(seg.me);
-        let need = len.checked_add(PREFIX).ok_or(AllocError::TooLarge { len, max: usize::MAX })?;
+        let need = len.max(1);
         // With one node there is nothing to prefer: take the plain (faster) path.
         let alloc = |need| if order.len() > 1 { seg.alloc.alloc_on(need, me, order) } else { seg.alloc.alloc(need, me) };
         let h = match alloc(need) {
@@ -368,7 +368,7 @@ impl<'s> Sender<'s> {
                 return Err(e.into());
             }
         };
-        let cap = slot.len() - PREFIX;
+        let cap = slot.len();
         Ok(SlotMut { seg, handle: Some(h), ptr: slot.as_ptr(), len, cap })
     }
 
@@ -387,9 +387,11 @@ impl<'s> Sender<'s> {
     pub fn send(&self, mut msg: SlotMut<'s>) -> Result<(), SendError<'s>> {
         let seg = self.seg;
         let h = msg.handle();
-        // The length prefix: plain bytes in our own slot.
-        // SAFETY: the slot is at least PREFIX bytes and ours until the push below.
-        unsafe { std::ptr::copy_nonoverlapping((msg.len as u64).to_le_bytes().as_ptr(), msg.ptr, PREFIX) };
+        // The length rides in the slot's spare metadata word, published by
+        // mark_in_flight's AcqRel CAS below.
+        if let Err(e) = seg.alloc.set_aux(h, msg.len as u64) {
+            return Err(SendError { error: e.into(), message: msg });
+        }
         // The receiver becomes the slot's owner while in flight, so if it dies the
         // slot is reclaimed with it; with no consumer yet (or MPMC), the ring holds it.
         // Acquire: the consumer end's claim is visible before we use its id.
@@ -596,7 +598,7 @@ impl<'s> Receiver<'s> {
     ///
     /// [`MessageError::Empty`] when nothing is there; [`MessageError::Ring`]
     /// for corrupt ring indices; [`MessageError::BadLength`] for a hostile
-    /// length prefix (the slot is freed).
+    /// length (the slot is freed).
     ///
     /// # Examples
     ///
@@ -631,12 +633,15 @@ impl<'s> Receiver<'s> {
                     return Err(e.into());
                 }
             };
-            let cap = slot.len().saturating_sub(PREFIX);
-            let mut prefix = [0u8; PREFIX];
-            // SAFETY: the slot holds at least PREFIX bytes (class sizes are >= 64)
-            // and is Allocated to us now.
-            unsafe { std::ptr::copy_nonoverlapping(slot.as_ptr(), prefix.as_mut_ptr(), PREFIX) };
-            let len = u64::from_le_bytes(prefix);
+            let cap = slot.len();
+            // Ordered after the sender's set_aux by our take (SYNC slot-state).
+            let len = match seg.alloc.aux(h) {
+                Ok(len) => len,
+                Err(e) => {
+                    let _ = seg.alloc.free(h);
+                    return Err(e.into());
+                }
+            };
             if len > cap as u64 {
                 let _ = seg.alloc.free(h);
                 return Err(MessageError::BadLength { len, cap });

@@ -120,7 +120,7 @@ pub enum MessageError {
     /// The ring is full (the message is handed back in [`crate::SendError`]).
     #[error("ring full (the consumer lags)")]
     Full,
-    /// A message's length prefix is larger than its slot (written by a hostile peer).
+    /// A message's length is larger than its slot (written by a hostile peer).
     #[error("message length {len} exceeds its slot ({cap} bytes)")]
     BadLength {
         /// The length found.

@@ -620,6 +620,55 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
     }
 
+    /// Stores `value` in the slot's spare metadata word (each slot's metadata has
+    /// a cache line of its own, with room beside the state word): a length or a
+    /// tag that travels with the slot without touching its bytes. Only the slot's
+    /// holder writes it; the next state transition (`mark_in_flight`, `free`)
+    /// publishes it to whoever makes the transition after that.
+    ///
+    /// # Errors
+    ///
+    /// [`HandleError::Invalid`] for fields outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 2)).unwrap();
+    /// let h = a.alloc(10, 1).unwrap();
+    /// a.set_aux(h, 10).unwrap();
+    /// a.mark_in_flight(h, 2).unwrap();
+    /// a.take(h, 2).unwrap();
+    /// assert_eq!(a.aux(h).unwrap(), 10);
+    /// ```
+    #[inline]
+    pub fn set_aux(&self, h: Handle, value: u64) -> Result<(), HandleError> {
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        // Relaxed: published by the holder's next AcqRel transition (SYNC slot-state).
+        hot.at(l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE + META_AUX).store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the slot's spare metadata word (see [`set_aux`](Self::set_aux)).
+    /// Hostile like every shared word: check it before use.
+    ///
+    /// # Errors
+    ///
+    /// [`HandleError::Invalid`] for fields outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// See [`set_aux`](Self::set_aux).
+    #[inline]
+    pub fn aux(&self, h: Handle) -> Result<u64, HandleError> {
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        // Relaxed: the caller's transition (take / resolve's Acquire) ordered us
+        // after the writer's publishing CAS.
+        Ok(hot.at(l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE + META_AUX).load(Ordering::Relaxed))
+    }
+
     /// Resolve a handle against the local layout and the published extent count.
     #[inline]
     fn locate<'s>(&'s self, hot: Hot<'s>, h: Handle) -> Result<Loc<'s>, HandleError> {

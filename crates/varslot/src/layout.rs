@@ -39,6 +39,8 @@ pub(crate) const EXT_WORDS: usize = 16;
 pub(crate) const X_HEAD: usize = 0;
 /// Words between two slots' metadata words: one 64-byte cache line each.
 pub(crate) const META_STRIDE: usize = 8;
+/// Word of a slot's metadata line holding its aux value (`set_aux` / `aux`).
+pub(crate) const META_AUX: usize = 1;
 pub(crate) const X_OFFSET: usize = 8;
 pub(crate) const X_NODE: usize = 9;
 /// In the `X_NODE` word: bit 32 set while the extent's pages are released.
