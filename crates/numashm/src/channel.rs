@@ -120,8 +120,8 @@ impl std::ops::DerefMut for SlotMut<'_> {
 impl Drop for SlotMut<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
-            // Unsent: give the slot back. A failure means it was reclaimed already.
-            let _ = self.seg.alloc.free(h);
+            // Unsent: give the slot back.
+            self.seg.free_slot(h);
         }
     }
 }
@@ -168,8 +168,7 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        // A failure means a recoverer reclaimed it meanwhile (we were presumed dead).
-        let _ = self.seg.alloc.free(self.handle);
+        self.seg.free_slot(self.handle);
     }
 }
 
@@ -351,6 +350,15 @@ impl<'s> Sender<'s> {
         let seg = self.seg;
         let me = peer_id(seg.me);
         let need = len.max(1);
+        // This process's cache first (not for an explicit node choice).
+        if std::ptr::eq(order, self.seg.alloc_order.as_slice()) {
+            if let Some(h) = seg.alloc.class_for(need).ok().and_then(|c| seg.cached_slot(c)) {
+                if let Ok(slot) = seg.alloc.resolve(h) {
+                    return Ok(SlotMut { seg, handle: Some(h), ptr: slot.as_ptr(), len, cap: slot.len() });
+                }
+                let _ = seg.alloc.free(h);
+            }
+        }
         // With one node there is nothing to prefer: take the plain (faster) path.
         let alloc = |need| if order.len() > 1 { seg.alloc.alloc_on(need, me, order) } else { seg.alloc.alloc(need, me) };
         let h = match alloc(need) {

@@ -313,8 +313,15 @@ pub struct Segment {
     /// NUMA nodes nearest first from the CPU this process attached on (getcpu +
     /// hwloc distances): the order `Sender::alloc` prefers extents in.
     pub(crate) alloc_order: Vec<u32>,
+    /// Slots this process freed and keeps for its next allocations (Allocated to
+    /// it, so reclamation still sees them): allocation and free then touch only
+    /// the slot's own metadata line, not the class's shared free-list head.
+    pub(crate) cache: std::sync::Mutex<Vec<Vec<Handle>>>,
     host: bool,
 }
+
+/// Slots kept per class in [`Segment`]'s cache.
+pub(crate) const CACHE_PER_CLASS: usize = 32;
 
 /// Nodes nearest first from the node of the CPU we run on now.
 fn local_node_order() -> Vec<u32> {
@@ -525,7 +532,8 @@ impl Segment {
         let (me, my_epoch) = found.ok_or(SegmentError::PeersFull { max: layout.max_peers })?;
         let header = Words::new(region.clone(), layout.header_off, HEADER_WORDS).expect("validated at create/attach");
         let alloc_order = local_node_order();
-        let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, alloc_order, host };
+        let cache = std::sync::Mutex::new(vec![Vec::with_capacity(CACHE_PER_CLASS); alloc.class_count()]);
+        let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, alloc_order, cache, host };
         seg.wait_for_sweep();
         Ok(seg)
     }
@@ -651,6 +659,72 @@ impl Segment {
     /// ```
     pub fn layout_offsets(&self) -> (usize, usize, usize, usize) {
         (self.layout.header_off, self.layout.peers_off, self.layout.rings_off, self.layout.alloc_off)
+    }
+
+    /// Frees the slots this process keeps cached for its next allocations
+    /// (normally they are reused by `Sender::alloc`, and reclaimed with the peer
+    /// when it detaches or dies). For exact accounting, e.g. before counting free
+    /// slots through [`Segment::allocator`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-flush"))?;
+    /// let (tx, rx) = (seg.sender(0)?, seg.receiver(0)?);
+    /// tx.send(tx.alloc(8)?).map_err(|e| e.error)?;
+    /// drop(rx.recv()?);              // the slot goes to the cache
+    /// assert_eq!(seg.flush_cache(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush_cache(&self) -> usize {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for class in cache.iter_mut() {
+            for h in class.drain(..) {
+                if self.alloc.free(h).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// A cached slot of `class`, if the cache is free and has one still ours.
+    #[inline]
+    pub(crate) fn cached_slot(&self, class: usize) -> Option<Handle> {
+        let me = peer_id(self.me);
+        let mut cache = self.cache.try_lock().ok()?;
+        let slots = cache.get_mut(class)?;
+        while let Some(h) = slots.pop() {
+            // A slot reclaimed while we lived (we were presumed dead) is not ours.
+            if self.alloc.still_ours(h, me) {
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// Frees `h`, keeping it in the cache when there is room.
+    #[inline]
+    pub(crate) fn free_slot(&self, h: Handle) {
+        let local = self.alloc_order.len() <= 1
+            || matches!(self.alloc.extent_info(h.class(), h.extent()), Some((None, _)))
+            || self.alloc.extent_info(h.class(), h.extent()).and_then(|e| e.0) == self.alloc_order.first().copied();
+        if local {
+            if let Ok(mut cache) = self.cache.try_lock() {
+                if let Some(slots) = cache.get_mut(h.class()) {
+                    if slots.len() < CACHE_PER_CLASS {
+                        // Stale (reclaimed meanwhile) handles fail here: nothing to keep.
+                        if let Ok(fresh) = self.alloc.recycle(h, peer_id(self.me)) {
+                            slots.push(fresh);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        // A failure means it was reclaimed already (we were presumed dead).
+        let _ = self.alloc.free(h);
     }
 
     /// Number of rings.

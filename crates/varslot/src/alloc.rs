@@ -436,8 +436,21 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     /// Smallest class whose slots hold `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError::TooLarge`] beyond the largest class.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 1).class(1024, 1)).unwrap();
+    /// assert_eq!(a.class_for(100), Ok(1));
+    /// assert!(a.class_for(2000).is_err());
+    /// ```
     #[inline]
-    pub(crate) fn class_for(&self, len: usize) -> Result<usize, AllocError> {
+    pub fn class_for(&self, len: usize) -> Result<usize, AllocError> {
         for (i, c) in self.layout.classes.iter().enumerate() {
             if len <= c.slot_size {
                 return Ok(i);
@@ -746,11 +759,27 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         Ok(())
     }
 
-    /// Magazine support: turn a live handle (Allocated or InFlight) into a fresh handle
-    /// of the same slot, Allocated to `peer` with the next generation (so `h` and its
-    /// copies die exactly as with `free`), without putting the slot on a free list.
+    /// Cache support (the [`Magazine`](crate::Magazine), the facade's slot cache):
+    /// turn a live handle (Allocated or InFlight) into a fresh handle of the same
+    /// slot, Allocated to `peer` with the next generation (so `h` and its copies
+    /// die exactly as with `free`), without putting the slot on a free list.
+    ///
+    /// # Errors
+    ///
+    /// As [`free`](Self::free).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HandleError, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 1)).unwrap();
+    /// let h = a.alloc(1, 1).unwrap();
+    /// let fresh = a.recycle(h, 1).unwrap();
+    /// assert_eq!(a.free(h), Err(HandleError::Stale));
+    /// assert!(a.still_ours(fresh, 1));
+    /// ```
     #[inline]
-    pub(crate) fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
+    pub fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
         let hot = self.hot();
         let l = self.locate(hot, h)?;
         let meta_w = hot.meta_word(l.class, l.ext, l.slot);
@@ -768,10 +797,14 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })
     }
 
-    /// Magazine support: is the slot still Allocated to `peer` under `h`'s generation
+    /// Cache support: is the slot still Allocated to `peer` under `h`'s generation
     /// (it is not if someone reclaimed `peer` while it was alive)?
+    ///
+    /// # Examples
+    ///
+    /// See [`recycle`](Self::recycle).
     #[inline]
-    pub(crate) fn still_ours(&self, h: Handle, peer: PeerId) -> bool {
+    pub fn still_ours(&self, h: Handle, peer: PeerId) -> bool {
         let hot = self.hot();
         match self.locate(hot, h) {
             // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.

@@ -50,6 +50,8 @@ pub fn checksum(data: &[u8]) -> u64 {
 /// Counts the free slots of every class by allocating until exhaustion (as
 /// `peer`), then frees them all again. Call only when no other peer allocates.
 pub fn count_free(seg: &numashm::Segment, peer: u32) -> Vec<usize> {
+    // Slots this process keeps for reuse are not free: give them back first.
+    seg.flush_cache();
     let a = seg.allocator();
     let mut counts = Vec::new();
     for class in 0..a.class_count() {
