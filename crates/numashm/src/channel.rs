@@ -485,14 +485,7 @@ impl<'s> Sender<'s> {
                 return Err(SendError { error: MessageError::TimedOut, message: msg });
             }
             let cap = self.slot.spec.capacity as usize;
-            let has_room = || {
-                let fill = match (&self.slot.spsc, &self.slot.mpmc) {
-                    (Some(s), _) => s.len().unwrap_or(cap),
-                    (_, Some(m)) => m.len().unwrap_or(cap),
-                    _ => 0,
-                };
-                (fill < cap).then_some(())
-            };
+            let has_room = || (self.slot.fill().unwrap_or(cap) < cap).then_some(());
             if let Err(e) = self.slot.space_bell.wait_for(has_room, left) {
                 return Err(SendError { error: e.into(), message: msg });
             }
@@ -720,11 +713,7 @@ impl<'s> Receiver<'s> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lag(&self) -> Result<usize, MessageError> {
-        match (&self.slot.spsc, &self.slot.mpmc) {
-            (Some(s), _) => Ok(s.len()?),
-            (_, Some(m)) => Ok(m.len()?),
-            _ => Ok(0),
-        }
+        Ok(self.slot.fill()?)
     }
 
     /// The ring this receiver drains.

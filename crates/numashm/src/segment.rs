@@ -977,13 +977,20 @@ pub fn placement_of(segment: &Segment) -> Option<Placement> {
     segment.region.placement()
 }
 
+impl RingSlot {
+    /// Handles in the ring now.
+    pub(crate) fn fill(&self) -> Result<usize, numashm_ring::Corrupt> {
+        match (&self.spsc, &self.mpmc) {
+            (Some(s), _) => s.len(),
+            (_, Some(m)) => m.len(),
+            _ => Ok(0),
+        }
+    }
+}
+
 /// A ring's fill, ends and counters.
 pub(crate) fn ring_info_of(r: &RingSlot) -> Result<RingInfo, SegmentError> {
-    let fill = match (&r.spsc, &r.mpmc) {
-        (Some(s), _) => s.len()?,
-        (_, Some(m)) => m.len()?,
-        _ => 0,
-    };
+    let fill = r.fill()?;
     // Relaxed: observation only.
     let end = |w| r.ends.at(w).load(Ordering::Relaxed);
     let holder = |v: u64| if v == 0 || v == u64::MAX { None } else { Some(v as u32 - 1) };
