@@ -566,6 +566,46 @@ impl Segment {
         }
     }
 
+    /// Frees slots in flight to a ring (sent before any consumer had claimed it)
+    /// that no ring holds any more: a consumer popped them and died before
+    /// taking them over. Runs inside the exclusive sweep only: the rings are
+    /// emptied and refilled in order to see what they hold.
+    fn sweep_orphaned_in_flight(&self) -> usize {
+        let mut queued = std::collections::HashSet::new();
+        for r in &self.rings {
+            let mut held = Vec::new();
+            match (&r.spsc, &r.mpmc) {
+                (Some(s), _) => {
+                    let _ = s.salvage(|h| held.push(h));
+                    if let Ok(mut p) = s.producer() {
+                        for &h in &held {
+                            let _ = p.push(h);
+                        }
+                    }
+                }
+                (_, Some(m)) => {
+                    let _ = m.salvage(|h| held.push(h));
+                    for &h in &held {
+                        let _ = m.push(h);
+                    }
+                }
+                _ => {}
+            }
+            queued.extend(held);
+        }
+        let me = peer_id(self.me);
+        let mut freed = 0;
+        for ring in 0..self.rings.len() {
+            for h in self.alloc.owned_by(ring_pseudo_peer(ring)) {
+                // `take` succeeds only while it is still in flight.
+                if !queued.contains(&h.to_u64()) && self.alloc.take(h, me).is_ok() && self.alloc.free(h).is_ok() {
+                    freed += 1;
+                }
+            }
+        }
+        freed
+    }
+
     /// Puts back slots lost inside the allocator by a peer killed in the few
     /// instructions of alloc/free between a free-list CAS and the slot's state
     /// update (no owner accounts for such a slot, so recovery cannot free it).
@@ -596,7 +636,7 @@ impl Segment {
             // before touching the allocator (SYNC sweep-exclusion); 2. `&mut self`
             // means no Sender, Receiver, slot or allocator borrow of this process
             // is alive. So this thread is the allocator's only user.
-            let n = unsafe { self.alloc.sweep_lost_slots() };
+            let n = unsafe { self.alloc.sweep_lost_slots() } + self.sweep_orphaned_in_flight();
             self.header.at(W_SWEEP_PENDING).store(0, Ordering::SeqCst);
             Some(n)
         } else {

@@ -1031,6 +1031,37 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         Census { extents, owners: owners.into_iter().map(|(p, (a, f))| (p, a, f)).collect() }
     }
 
+    /// Handles of every slot `peer` owns (Allocated, or in flight to it), read
+    /// from the metadata words (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 4)).unwrap();
+    /// let h = a.alloc(1, 5).unwrap();
+    /// assert_eq!(a.owned_by(5), vec![h]);
+    /// assert!(a.owned_by(6).is_empty());
+    /// ```
+    pub fn owned_by(&self, peer: PeerId) -> Vec<Handle> {
+        let mut out = Vec::new();
+        for (class, c) in self.layout.classes.iter().enumerate() {
+            for ext in 0..self.extents(c) {
+                for slot in 0..c.slots {
+                    // Relaxed: a snapshot; callers act through CASes that re-check.
+                    let m = self.meta_word(c, ext, slot).load(Ordering::Relaxed);
+                    let s = meta_state(m);
+                    if (s == S_ALLOCATED || s == S_IN_FLIGHT) && meta_payload(m) == peer {
+                        if let Some(h) = Handle::pack_in_range(class, ext, slot, meta_gen(m)) {
+                            out.push(h);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Finds slots that are Free but on no free list and puts them back; returns
     /// how many. A slot is lost that way when a process dies in the few
     /// instructions between a free-list CAS and the slot's metadata update: after
