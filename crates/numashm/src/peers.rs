@@ -102,7 +102,8 @@ pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
             let mut fds = [rustix::event::PollFd::new(&borrowed, rustix::event::PollFlags::IN)];
             let exited = matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0);
             // A different start time means the pid was reused by another process.
-            !exited && start_time(pid) == Some(started)
+            // 0: the attacher has not stored its start time yet (it just attached).
+            !exited && (started == 0 || start_time(pid) == Some(started))
         }
     }
 }
@@ -124,18 +125,20 @@ impl PeerTable {
                 continue;
             }
             let epoch = (epoch + 1) & 0x00ff_ffff;
-            // Start time and mapping first, so a reader that sees Attached sees them.
-            // Relaxed: published by the Release CAS below.
-            self.word(i, E_START_TIME).store(started, Ordering::Relaxed);
-            self.word(i, E_MAPPING).store(mapping, Ordering::Relaxed);
-            self.word(i, E_SENT).store(0, Ordering::Relaxed);
-            self.word(i, E_RECEIVED).store(0, Ordering::Relaxed);
-            // SYNC peer-attach: AcqRel; Release publishes the fields above with the
-            // state, Acquire orders us after the previous holder's release of the slot.
+            // SYNC peer-attach: AcqRel; Acquire orders us after the previous holder's
+            // release of the slot. Only the winner writes the entry's other words:
+            // written before the CAS, a losing attacher's start time could land in
+            // the winner's entry and make the winner look dead.
             if ident
                 .compare_exchange(cur, pack(S_ATTACHED, epoch, pid), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
+                // Relaxed: counters and the mapping are observations; the start time
+                // reads 0 ("not yet known") until this Release store lands.
+                self.word(i, E_MAPPING).store(mapping, Ordering::Relaxed);
+                self.word(i, E_SENT).store(0, Ordering::Relaxed);
+                self.word(i, E_RECEIVED).store(0, Ordering::Relaxed);
+                self.word(i, E_START_TIME).store(started, Ordering::Release);
                 return Some((i, epoch));
             }
         }
@@ -160,6 +163,10 @@ impl PeerTable {
 
     /// Leaving/Dead → Empty (keeping the epoch, so the next attach gets a new one).
     pub(crate) fn release(&self, peer: u32, epoch: u32, pid: u32) {
+        // The releaser holds the entry (Leaving/Dead): clear the start time so the
+        // next attacher's entry reads "not yet known" until it stores its own.
+        // Relaxed: published by the AcqRel transition below.
+        self.word(peer, E_START_TIME).store(0, Ordering::Relaxed);
         for from in [S_LEAVING, S_DEAD] {
             if self.transition(peer, epoch, pid, from, S_EMPTY) {
                 return;
@@ -209,8 +216,8 @@ impl PeerTable {
     }
 
     pub(crate) fn started(&self, peer: u32) -> u64 {
-        // Relaxed: read after `ident`'s Acquire.
-        self.word(peer, E_START_TIME).load(Ordering::Relaxed)
+        // Acquire: pairs with the attacher's Release store of its start time.
+        self.word(peer, E_START_TIME).load(Ordering::Acquire)
     }
 
     pub(crate) fn find_pid(&self, pid: u32) -> Option<u32> {

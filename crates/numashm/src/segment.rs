@@ -747,9 +747,13 @@ impl Segment {
     /// Frees `h`, keeping it in the cache when there is room.
     #[inline]
     pub(crate) fn free_slot(&self, h: Handle) {
+        // Keep only slots on this process's node (or unplaced ones) for reuse.
         let local = self.alloc_order.len() <= 1
-            || matches!(self.alloc.extent_info(h.class(), h.extent()), Some((None, _)))
-            || self.alloc.extent_info(h.class(), h.extent()).and_then(|e| e.0) == self.alloc_order.first().copied();
+            || match self.alloc.extent_info(h.class(), h.extent()) {
+                Some((None, _)) => true,
+                Some((node, _)) => node == self.alloc_order.first().copied(),
+                None => false,
+            };
         if local {
             if let Ok(mut cache) = self.cache.try_lock() {
                 if let Some(slots) = cache.get_mut(h.class()) {
