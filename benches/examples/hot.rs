@@ -2,7 +2,7 @@
 //! (timings are too noisy on shared VMs). Run twice with different counts and
 //! divide the difference, e.g.
 //! `valgrind --tool=callgrind ./hot alloc 1` and `… alloc 100001`.
-//! Paths: alloc, pool, malloc, spsc, rtrb, loopback (64 B send + try_recv + drop,
+//! Paths: alloc, magazine, pool, malloc, spsc, rtrb, loopback (64 B send + try_recv + drop,
 //! one process, one segment).
 
 use std::hint::black_box;
@@ -17,6 +17,10 @@ fn main() {
         "alloc" => {
             let seg = alloc::segment();
             black_box(alloc::ours(&seg, n));
+        }
+        "magazine" => {
+            let seg = alloc::segment();
+            black_box(alloc::ours_magazine(&seg, n));
         }
         "pool" => {
             let q = alloc::pool();

@@ -683,7 +683,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     }
 
     /// Resolve a handle against the local layout and the published extent count.
-    #[inline]
+    #[inline(always)]
     fn locate<'s>(&'s self, hot: Hot<'s>, h: Handle) -> Result<Loc<'s>, HandleError> {
         let c = self.layout.classes.get(h.class()).ok_or(HandleError::Invalid { field: "class" })?;
         if h.extent() >= hot.extents(c) {
@@ -795,6 +795,34 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             }
         }
         Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })
+    }
+
+    /// Magazine support: the validated local layout and the control words.
+    pub(crate) fn layout_and_words(&self) -> (&Layout, &[AtomicU64]) {
+        (&self.layout, self.hot().w)
+    }
+
+    /// Magazine support: [`recycle`](Self::recycle) that also returns the index of
+    /// the slot's metadata word, so the cache can re-check the slot with one load.
+    #[inline(always)]
+    pub(crate) fn recycle_indexed(&self, h: Handle, peer: PeerId) -> Result<(Handle, usize), HandleError> {
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        let idx = l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE;
+        let meta_w = hot.at(idx);
+        let g = next_gen(h.generation());
+        // Relaxed: a first guess, validated by the CAS.
+        let mut cur = meta_w.load(Ordering::Relaxed);
+        loop {
+            check(cur, h)?;
+            // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
+            match meta_w.compare_exchange(cur, meta(S_ALLOCATED, g, peer), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let fresh = Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })?;
+        Ok((fresh, idx))
     }
 
     /// Cache support: is the slot still Allocated to `peer` under `h`'s generation
@@ -1337,7 +1365,7 @@ fn layout_len(l: &Layout) -> usize {
 }
 
 /// Check a metadata word against a handle: the live state, or why not.
-#[inline]
+#[inline(always)]
 fn check(m: u64, h: Handle) -> Result<SlotState, HandleError> {
     if meta_gen(m) != h.generation() {
         return Err(HandleError::Stale);

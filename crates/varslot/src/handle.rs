@@ -79,6 +79,21 @@ pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 pub struct Handle(NonZeroU64);
 
 impl Handle {
+    /// A well-formed handle for filling buffers; never handed out as a live slot
+    /// by itself (callers track which entries are real).
+    /// The same slot under generation `g` (30 bits, non-zero: from `next_gen`).
+    #[inline(always)]
+    pub(crate) fn with_generation(self, g: u32) -> Self {
+        debug_assert!(g != 0 && u64::from(g) <= GEN_MASK);
+        let raw = (self.0.get() & !GEN_MASK) | u64::from(g);
+        Self(NonZeroU64::new(raw).unwrap_or(self.0))
+    }
+
+    pub(crate) const PLACEHOLDER: Self = match NonZeroU64::new(1) {
+        Some(v) => Self(v),
+        None => unreachable!(),
+    };
+
     /// Pack the fields; `None` if the generation is 0 or a field does not fit.
     #[cfg(test)]
     pub(crate) fn pack(class: usize, extent: usize, slot: usize, generation: u32) -> Option<Self> {

@@ -74,11 +74,8 @@ pub(crate) const fn meta_payload(m: u64) -> u32 {
 #[inline]
 pub(crate) const fn next_gen(g: u32) -> u32 {
     let n = (g as u64 + 1) & GEN_MASK;
-    if n == 0 {
-        1
-    } else {
-        n as u32
-    }
+    // Branch-free: `n == 0` adds 1.
+    (n + (n == 0) as u64) as u32
 }
 
 // Tagged free-list head: index (low 32, NONE = empty) | tag (high 32, +1 per CAS).

@@ -4,6 +4,8 @@ use crate::alloc::Allocator;
 use crate::error::{AllocError, HandleError};
 use crate::handle::{Handle, PeerId};
 use crate::memory::SegmentMemory;
+use crate::layout::{meta, next_gen, C_EXTENTS, META_STRIDE, S_ALLOCATED};
+use crate::sync::{AtomicU64, Ordering};
 use crate::words::Words;
 
 /// A small per-thread cache of slots per class, in front of the shared free lists.
@@ -31,11 +33,39 @@ use crate::words::Words;
 #[derive(Debug)]
 pub struct Magazine<'a, W: Words, M: SegmentMemory> {
     alloc: &'a Allocator<W, M>,
+    /// The allocator's control words (length checked against the layout).
+    words: &'a [AtomicU64],
     peer: PeerId,
     cap: usize,
-    /// Class `c`'s cache is `bufs[c * cap .. c * cap + lens[c]]`.
-    bufs: Box<[Option<Handle>]>,
-    lens: Box<[usize]>,
+    /// The layout's extent bound: a hostile published count is capped by it.
+    max_extents: u64,
+    /// Per class: what the hot path needs, copied out of the validated layout so
+    /// a cached alloc or free reads no allocator field, plus the cache's fill.
+    classes: Box<[CachedClass]>,
+    /// Class `c`'s cache is `bufs[c * cap .. c * cap + classes[c].len]`.
+    bufs: Box<[Cached]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedClass {
+    slot_size: usize,
+    slots: usize,
+    /// Word index of the class's published extent count.
+    extents_word: usize,
+    /// Word index of extent 0's first slot metadata word.
+    meta_base: usize,
+    len: usize,
+}
+
+/// A cached slot: its live handle and the index of its metadata word, so taking
+/// it out again costs one load.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    handle: Handle,
+    meta: usize,
+    /// The metadata word while the slot is still ours: Allocated to us under
+    /// `handle`'s generation.
+    expect: u64,
 }
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {
@@ -51,13 +81,28 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// assert_eq!(m.cached(), 0);
     /// ```
     pub fn magazine(&self, peer: PeerId, per_class: usize) -> Magazine<'_, W, M> {
-        let n = self.class_count();
+        let (layout, words) = self.layout_and_words();
+        let classes: Box<[CachedClass]> = layout
+            .classes
+            .iter()
+            .map(|c| CachedClass {
+                slot_size: c.slot_size,
+                slots: c.slots,
+                extents_word: c.class_word + C_EXTENTS,
+                meta_base: c.meta_base,
+                len: 0,
+            })
+            .collect();
+        // Placeholder entries: below `len` every entry is a real one.
+        let empty = Cached { handle: Handle::PLACEHOLDER, meta: 0, expect: 0 };
         Magazine {
             alloc: self,
+            words,
             peer,
             cap: per_class,
-            bufs: vec![None; n * per_class].into_boxed_slice(),
-            lens: vec![0; n].into_boxed_slice(),
+            max_extents: layout.max_extents as u64,
+            bufs: vec![empty; classes.len() * per_class].into_boxed_slice(),
+            classes,
         }
     }
 }
@@ -81,15 +126,19 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
     /// ```
     #[inline]
     pub fn alloc(&mut self, len: usize) -> Result<Handle, AllocError> {
-        let class = self.alloc.class_for(len)?;
-        let base = class * self.cap;
-        while self.lens[class] > 0 {
-            self.lens[class] -= 1;
-            if let Some(h) = self.bufs[base + self.lens[class]].take() {
-                // Reclaimed while we were alive (a protocol breach): forget it.
-                if self.alloc.still_ours(h, self.peer) {
-                    return Ok(h);
+        let cap = self.cap;
+        for (class, c) in self.classes.iter_mut().enumerate() {
+            if len <= c.slot_size {
+                while c.len > 0 {
+                    c.len -= 1;
+                    let e = entry(&self.bufs, class * cap + c.len);
+                    // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
+                    // Reclaimed while we were alive (a protocol breach): forget it.
+                    if word(self.words, e.meta).load(Ordering::Acquire) == e.expect {
+                        return Ok(e.handle);
+                    }
                 }
+                break;
             }
         }
         self.alloc.alloc(len, self.peer)
@@ -117,14 +166,52 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
     #[inline]
     pub fn free(&mut self, h: Handle) -> Result<(), HandleError> {
         let class = h.class();
-        match self.lens.get(class) {
-            Some(&n) if n < self.cap => {
-                let fresh = self.alloc.recycle(h, self.peer)?;
-                self.bufs[class * self.cap + n] = Some(fresh);
-                self.lens[class] = n + 1;
+        let cap = self.cap;
+        let Some(c) = self.classes.get_mut(class) else { return self.alloc.free(h) };
+        if c.len >= cap {
+            return self.alloc.free(h);
+        }
+        // The fast path accepts only what it can check with the local copy of the
+        // layout; anything else (a handle beyond the published extents, a slot in
+        // another state, a stale generation) takes the general path for its exact
+        // answer.
+        // SYNC extent-publish (Acquire): as in `Allocator::extents`.
+        let extents = word(self.words, c.extents_word).load(Ordering::Acquire).min(self.max_extents);
+        let (ext, slot) = (h.extent(), h.slot());
+        if (ext as u64) < extents && slot < c.slots {
+            let idx = c.meta_base + (ext * c.slots + slot) * META_STRIDE;
+            let w = word(self.words, idx);
+            let g = h.generation();
+            let next = next_gen(g);
+            let expect = meta(S_ALLOCATED, next, self.peer);
+            // The common case, predicted without a load: the slot is Allocated to
+            // this peer under `g`. Anything else (InFlight, another owner, stale)
+            // goes to `free_slow`, which reads the word and decides.
+            // SYNC slot-state (AcqRel): as in `Allocator::free`; exactly one of
+            // racing frees wins.
+            if w.compare_exchange(meta(S_ALLOCATED, g, self.peer), expect, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                let at = class * cap + c.len;
+                c.len += 1;
+                *entry_mut(&mut self.bufs, at) = Cached { handle: h.with_generation(next), meta: idx, expect };
+                return Ok(());
+            }
+        }
+        self.free_slow(h)
+    }
+
+    #[cold]
+    fn free_slow(&mut self, h: Handle) -> Result<(), HandleError> {
+        let (handle, idx) = self.alloc.recycle_indexed(h, self.peer)?;
+        let cap = self.cap;
+        match self.classes.get_mut(handle.class()) {
+            Some(c) if c.len < cap => {
+                let at = handle.class() * cap + c.len;
+                c.len += 1;
+                let expect = meta(S_ALLOCATED, handle.generation(), self.peer);
+                *entry_mut(&mut self.bufs, at) = Cached { handle, meta: idx, expect };
                 Ok(())
             }
-            _ => self.alloc.free(h),
+            _ => self.alloc.free(handle),
         }
     }
 
@@ -138,7 +225,7 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
     /// assert_eq!(a.magazine(0, 4).cached(), 0);
     /// ```
     pub fn cached(&self) -> usize {
-        self.lens.iter().sum()
+        self.classes.iter().map(|c| c.len).sum()
     }
 
     /// Free every cached slot back to the shared free lists.
@@ -155,14 +242,13 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
     /// assert!(a.alloc(1, 9).is_ok()); // back on the shared list
     /// ```
     pub fn flush(&mut self) {
-        for class in 0..self.lens.len() {
-            for i in 0..self.lens[class] {
-                if let Some(h) = self.bufs[class * self.cap + i].take() {
-                    // A slot reclaimed meanwhile is Stale here: nothing to do.
-                    let _ = self.alloc.free(h);
-                }
+        for (class, c) in self.classes.iter_mut().enumerate() {
+            let start = class * self.cap;
+            for e in &self.bufs[start..start + c.len] {
+                // A slot reclaimed meanwhile is Stale here: nothing to do.
+                let _ = self.alloc.free(e.handle);
             }
-            self.lens[class] = 0;
+            c.len = 0;
         }
     }
 }
@@ -171,4 +257,38 @@ impl<W: Words, M: SegmentMemory> Drop for Magazine<'_, W, M> {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+// Unchecked indexing for the cached hot path, kept to these two helpers.
+//
+// Invariants (established in `Allocator::magazine`, kept by every method):
+// - `words.len() >= layout.control_words` (checked by the allocator's create /
+//   attach), and every word index used here is below `control_words`: the class
+//   count word, and metadata words of `(ext, slot)` with `ext < max_extents`,
+//   `slot < slots` (the layout places all of them below `control_words`);
+// - `bufs.len() == classes.len() * cap` and every buffer index is
+//   `class * cap + i` with `class < classes.len()`, `i < cap`.
+
+#[inline(always)]
+#[allow(unsafe_code)]
+fn word(words: &[AtomicU64], i: usize) -> &AtomicU64 {
+    debug_assert!(i < words.len());
+    // SAFETY: `i < words.len()` by the invariants above.
+    unsafe { words.get_unchecked(i) }
+}
+
+#[inline(always)]
+#[allow(unsafe_code)]
+fn entry(bufs: &[Cached], i: usize) -> Cached {
+    debug_assert!(i < bufs.len());
+    // SAFETY: `i < bufs.len()` by the invariants above.
+    unsafe { *bufs.get_unchecked(i) }
+}
+
+#[inline(always)]
+#[allow(unsafe_code)]
+fn entry_mut(bufs: &mut [Cached], i: usize) -> &mut Cached {
+    debug_assert!(i < bufs.len());
+    // SAFETY: `i < bufs.len()` by the invariants above.
+    unsafe { bufs.get_unchecked_mut(i) }
 }

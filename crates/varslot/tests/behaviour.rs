@@ -469,3 +469,59 @@ fn magazine_threads_never_share_a_slot_and_hide_nothing() {
     drop(m);
     assert_eq!(fresh.iter().map(|h| h.slot()).collect::<HashSet<_>>().len(), 16);
 }
+
+#[test]
+fn magazine_free_takes_every_state_a_handle_can_be_in() {
+    let a = HeapAllocator::new(&small()).unwrap();
+    let mut m = a.magazine(5, 4);
+    // InFlight to us (a received message): cached, Allocated to us afterwards.
+    let sent = a.alloc(1, 9).unwrap();
+    a.mark_in_flight(sent, 5).unwrap();
+    m.free(sent).unwrap();
+    assert_eq!(a.state(sent), Err(HandleError::Stale));
+    let again = m.alloc(1).unwrap();
+    assert_eq!((again.slot(), a.state(again)), (sent.slot(), Ok((SlotState::Allocated, 5))));
+    // Allocated to another peer: freed through our cache all the same (any holder may free).
+    let theirs = a.alloc(1, 9).unwrap();
+    m.free(theirs).unwrap();
+    assert_eq!(m.free(theirs), Err(HandleError::Stale));
+    // Stale, forged and out-of-range handles: errors, nothing cached.
+    let before = m.cached();
+    assert_eq!(m.free(sent), Err(HandleError::Stale));
+    let beyond = Handle::from_u64(again.to_u64() + (3 << 50)).unwrap(); // extent 3: not published
+    assert!(matches!(m.free(beyond), Err(HandleError::Invalid { .. })));
+    let class = Handle::from_u64(again.to_u64() | (15 << 60)).unwrap();
+    assert!(matches!(m.free(class), Err(HandleError::Invalid { .. })));
+    assert_eq!(m.cached(), before);
+    m.free(again).unwrap();
+}
+
+#[test]
+fn two_magazines_racing_to_free_one_handle_cache_it_once() {
+    let rounds = if cfg!(miri) { 10 } else { 5_000 };
+    let a = Arc::new(HeapAllocator::new(&Config::new().class(64, 4)).unwrap());
+    for _ in 0..rounds {
+        let h = a.alloc(1, 1).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2u32)
+            .map(|t| {
+                let (a, barrier) = (a.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut m = a.magazine(10 + t, 4);
+                    barrier.wait();
+                    let won = m.free(h).is_ok();
+                    (won, m.cached())
+                })
+            })
+            .collect();
+        let results: Vec<(bool, usize)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.0).count(), 1, "exactly one free wins");
+        assert_eq!(results.iter().map(|r| r.1).sum::<usize>(), 1, "cached once");
+        // Both magazines dropped: the slot is free again, once.
+        let all: Vec<Handle> = (0..4).map(|_| a.alloc(1, 0).unwrap()).collect();
+        assert!(a.alloc(1, 0).is_err());
+        for h in all {
+            a.free(h).unwrap();
+        }
+    }
+}
