@@ -7,12 +7,12 @@
 //! range itself). The ring algorithms in `spsc` and `mpmc` see only
 //! [`RingMemory`] and are written once.
 //!
-//! Layout version 1, all integers native-endian (see `docs/ring.md`):
+//! Layout version 2 (SPSC cells gained a stamp), all integers native-endian (see `docs/ring.md`):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RING_MAGIC` (written last, Release) |
-//! | 8 | 4 | layout version (1) |
+//! | 8 | 4 | layout version (2) |
 //! | 12 | 4 | kind (1 = SPSC, 2 = MPMC) |
 //! | 16 | 8 | capacity (power of two) |
 //! | 24..128 | | reserved, zero |
@@ -47,9 +47,9 @@ pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"nshmRING");
 /// # Examples
 ///
 /// ```
-/// assert_eq!(numashm_ring::LAYOUT_VERSION, 1);
+/// assert_eq!(numashm_ring::LAYOUT_VERSION, 2);
 /// ```
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Alignment required of a ring's or doorbell's base address, and the size of
 /// one padded line (two 64-byte cache lines, against adjacent-line prefetch).
 ///
@@ -85,11 +85,13 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// `u64` words per cell: SPSC cells are the value; MPMC cells are
+    /// `u64` words per cell: SPSC cells are `[stamp, value]` (stamp = position
+    /// + 1 once the value for that position is written, so a consumer polls
+    /// the cell itself, not the producer's index); MPMC cells are
     /// `[sequence, value]`.
     pub(crate) const fn words_per_cell(self) -> usize {
         match self {
-            Kind::Spsc => 1,
+            Kind::Spsc => 2,
             Kind::Mpmc => 2,
         }
     }

@@ -31,10 +31,10 @@ impl Spsc<SharedMemory> {
     /// ```
     /// use numashm_ring::Spsc;
     /// #[repr(C, align(128))]
-    /// struct Buf([u8; 512]);
-    /// let mut buf = Buf([0; 512]);
+    /// struct Buf([u8; 640]);
+    /// let mut buf = Buf([0; 640]);
     /// // SAFETY: buf outlives the ring and is used only through it.
-    /// let ring = unsafe { Spsc::init_in(buf.0.as_mut_ptr(), 512, 16)? };
+    /// let ring = unsafe { Spsc::init_in(buf.0.as_mut_ptr(), 640, 16)? };
     /// let (mut tx, mut rx) = ring.split()?;
     /// tx.push(5).unwrap();
     /// assert_eq!(rx.pop(), Ok(5));
@@ -65,13 +65,13 @@ impl Spsc<SharedMemory> {
     /// ```
     /// use numashm_ring::{LayoutError, Spsc};
     /// #[repr(C, align(128))]
-    /// struct Buf([u8; 512]);
-    /// let mut buf = Buf([0; 512]);
+    /// struct Buf([u8; 640]);
+    /// let mut buf = Buf([0; 640]);
     /// // SAFETY: buf outlives both views and is used only through them.
     /// unsafe {
-    ///     assert!(matches!(Spsc::attach_in(buf.0.as_mut_ptr(), 512), Err(LayoutError::Magic(0))));
-    ///     Spsc::init_in(buf.0.as_mut_ptr(), 512, 16)?;
-    ///     assert_eq!(Spsc::attach_in(buf.0.as_mut_ptr(), 512)?.capacity(), 16);
+    ///     assert!(matches!(Spsc::attach_in(buf.0.as_mut_ptr(), 640), Err(LayoutError::Magic(0))));
+    ///     Spsc::init_in(buf.0.as_mut_ptr(), 640, 16)?;
+    ///     assert_eq!(Spsc::attach_in(buf.0.as_mut_ptr(), 640)?.capacity(), 16);
     /// }
     /// # Ok::<(), LayoutError>(())
     /// ```

@@ -1,14 +1,21 @@
 //! Single-producer single-consumer ring of `u64` handles.
 //!
-//! The algorithm is rtrb's: monotonically increasing 64-bit indices (never
-//! wrapped in practice), cell `i & mask`, each side keeping its own index
-//! locally and a cached copy of the other side's index, refreshed only when
-//! the cache says the ring is full (producer) or empty (consumer). The busy
-//! path is one Relaxed cell access and one Release index store.
+//! The producer side is rtrb's: monotonically increasing 64-bit indices
+//! (never wrapped in practice), cell `i & mask`, the producer keeping its own
+//! index locally and a cached copy of the consumer's index, refreshed only
+//! when the cache says the ring is full. The consumer does not read the
+//! producer's index at all: every cell is `[stamp, value]` and the producer
+//! writes `stamp = position + 1` (Release) after the value, so the consumer
+//! polls the cell it will read next. A message then costs the consumer one
+//! cache line (the cell) instead of two (the tail index, then the cell),
+//! which is most of a cross-process round trip. The producer still publishes
+//! its index for `len`, new ends and recovery; nobody reads it on the busy
+//! path, so that store stays in the producer's cache.
 //!
 //! Orderings (named in the code, explained in `docs/ring.md`):
-//! - `SYNC spsc-publish`: the producer's cell store happens-before the
-//!   consumer's cell load (tail Release store / tail Acquire load).
+//! - `SYNC spsc-publish`: the producer's value store happens-before the
+//!   consumer's value load (stamp Release store / stamp Acquire load; for
+//!   `len`, new ends and salvage, the tail Release store / Acquire load).
 //! - `SYNC spsc-release`: the consumer's cell load happens-before the
 //!   producer's next store into that cell (head Release store / head Acquire
 //!   load), so a cell is never overwritten before it is read.
@@ -73,7 +80,7 @@ impl<M: RingMemory> Spsc<M> {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(numashm_ring::Spsc::<numashm_ring::HeapMemory>::bytes_for(16), Some(384 + 16 * 8));
+    /// assert_eq!(numashm_ring::Spsc::<numashm_ring::HeapMemory>::bytes_for(16), Some(384 + 16 * 16)); // cells are [stamp, value]
     /// ```
     pub const fn bytes_for(capacity: usize) -> Option<usize> {
         ring_bytes(Kind::Spsc, capacity as u64)
@@ -178,7 +185,8 @@ impl<M: RingMemory> Spsc<M> {
     /// ```
     pub fn consumer(&self) -> Result<SpscConsumer<M>, Corrupt> {
         let (head, tail) = self.indices()?;
-        Ok(SpscConsumer { ring: self.clone(), head, cached_tail: tail })
+        let _ = tail; // checked against head by `indices`
+        Ok(SpscConsumer { ring: self.clone(), head })
     }
 
     /// Both ends.
@@ -230,7 +238,7 @@ impl<M: RingMemory> Spsc<M> {
         let n = tail.wrapping_sub(head);
         for i in 0..n {
             let pos = head.wrapping_add(i);
-            if let Some(cell) = self.mem.words().get((pos & self.mask) as usize) {
+            if let Some(cell) = self.mem.words().get(value_word(pos, self.mask)) {
                 // Relaxed: made visible by the tail Acquire in `indices`
                 // (SYNC spsc-publish).
                 out(cell.load(Ordering::Relaxed));
@@ -257,8 +265,13 @@ impl<M: RingMemory> Spsc<M> {
     /// ```
     pub fn reset(&self) {
         let h = self.mem.header();
+        // Stale stamps would read as items at the restarted positions.
+        // Relaxed: published by the Release stores below.
+        for stamp in self.mem.words().iter().step_by(2) {
+            stamp.store(0, Ordering::Relaxed);
+        }
         // Release: ends made after the reset (and after whatever the recoverer
-        // publishes next) see the reset indices.
+        // publishes next) see the reset indices and stamps.
         h.head.value.store(0, Ordering::Release);
         h.tail.value.store(0, Ordering::Release);
     }
@@ -311,11 +324,15 @@ impl<M: RingMemory> SpscProducer<M> {
 
     #[inline(always)]
     fn store_cell(&self, pos: u64, value: u64) {
-        // `pos & mask < capacity == words().len()`, so `get` always succeeds;
-        // it keeps the access checked without a panic path.
-        if let Some(cell) = self.ring.mem.words().get((pos & self.ring.mask) as usize) {
-            // Relaxed: published by the tail Release store (SYNC spsc-publish).
+        // `2 * (pos & mask) + 1 < 2 * capacity == words().len()`, so `get`
+        // always succeeds; it keeps the access checked without a panic path.
+        let words = self.ring.mem.words();
+        if let (Some(stamp), Some(cell)) = (words.get(stamp_word(pos, self.ring.mask)), words.get(value_word(pos, self.ring.mask))) {
+            // Relaxed: published by the stamp Release store (SYNC spsc-publish).
             cell.store(value, Ordering::Relaxed);
+            // SYNC spsc-publish: the value store above happens-before the
+            // consumer's load of it (its Acquire load of the stamp).
+            stamp.store(pos.wrapping_add(1), Ordering::Release);
         }
     }
 
@@ -345,8 +362,8 @@ impl<M: RingMemory> SpscProducer<M> {
         let tail = self.tail;
         self.store_cell(tail, value);
         self.tail = tail.wrapping_add(1);
-        // SYNC spsc-publish: the cell store above happens-before the
-        // consumer's load of it (its Acquire load of tail).
+        // SYNC spsc-publish (for `len`, new ends and salvage; the consumer's
+        // busy path reads the stamp instead).
         self.ring.mem.header().tail.value.store(self.tail, Ordering::Release);
         Ok(())
     }
@@ -451,49 +468,31 @@ pub struct SpscConsumer<M: RingMemory = HeapMemory> {
     ring: Spsc<M>,
     /// Our index: trusted, we are the only writer of the shared head.
     head: u64,
-    /// Last tail we read; lags the real tail.
-    cached_tail: u64,
 }
 
 impl<M: RingMemory> SpscConsumer<M> {
+    /// The value at `pos` if its stamp says it is written (SYNC spsc-publish).
     #[inline(always)]
-    fn available(&mut self, want: u64) -> Result<u64, Corrupt> {
-        let avail = self.cached_tail.wrapping_sub(self.head);
-        if avail >= want {
-            return Ok(avail);
-        }
-        self.refresh_tail()
-    }
-
-    #[cold]
-    fn refresh_tail(&mut self) -> Result<u64, Corrupt> {
-        // SYNC spsc-publish: pairs with the producer's Release store of tail:
-        // the cells before it are written.
-        let tail = self.ring.mem.header().tail.value.load(Ordering::Acquire);
-        let avail = tail.wrapping_sub(self.head);
-        if avail > self.ring.capacity {
-            return Err(Corrupt::Indices { head: self.head, tail, capacity: self.ring.capacity });
-        }
-        self.cached_tail = tail;
-        Ok(avail)
-    }
-
-    #[inline(always)]
-    fn load_cell(&self, pos: u64) -> u64 {
+    fn ready(&self, pos: u64) -> Option<u64> {
+        let words = self.ring.mem.words();
         // Always in bounds (see `SpscProducer::store_cell`).
-        match self.ring.mem.words().get((pos & self.ring.mask) as usize) {
-            // Relaxed: made visible by the tail Acquire (SYNC spsc-publish).
-            Some(cell) => cell.load(Ordering::Relaxed),
-            None => 0,
+        let (stamp, cell) = (words.get(stamp_word(pos, self.ring.mask))?, words.get(value_word(pos, self.ring.mask))?);
+        // SYNC spsc-publish: pairs with the producer's stamp Release store. A
+        // hostile stamp can only make a garbage value look ready, which the
+        // caller validates like any value.
+        if stamp.load(Ordering::Acquire) != pos.wrapping_add(1) {
+            return None;
         }
+        // Relaxed: ordered by the stamp Acquire above.
+        Some(cell.load(Ordering::Relaxed))
     }
 
     /// Pops the oldest handle.
     ///
     /// # Errors
     ///
-    /// [`PopError::Empty`]; [`PopError::Corrupt`] if the producer's index is
-    /// impossible.
+    /// [`PopError::Empty`] when the next cell's stamp does not say it is
+    /// written (a hostile index elsewhere in the ring cannot change that).
     ///
     /// # Examples
     ///
@@ -507,11 +506,8 @@ impl<M: RingMemory> SpscConsumer<M> {
     /// ```
     #[inline]
     pub fn pop(&mut self) -> Result<u64, PopError> {
-        if self.available(1)? == 0 {
-            return Err(PopError::Empty);
-        }
         let head = self.head;
-        let value = self.load_cell(head);
+        let Some(value) = self.ready(head) else { return Err(PopError::Empty) };
         self.head = head.wrapping_add(1);
         // SYNC spsc-release: our cell load happens-before the producer's
         // next store into the cell (its Acquire load of head).
@@ -524,8 +520,9 @@ impl<M: RingMemory> SpscConsumer<M> {
     ///
     /// # Errors
     ///
-    /// [`Corrupt::Indices`] if the producer's index is impossible (nothing
-    /// was popped).
+    /// None today: the consumer reads only cell stamps, and no stamp pattern
+    /// can make more than `capacity` consecutive cells look ready. The
+    /// `Result` matches [`Mpmc::pop_into`](crate::Mpmc::pop_into).
     ///
     /// # Examples
     ///
@@ -538,15 +535,18 @@ impl<M: RingMemory> SpscConsumer<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pop_into(&mut self, out: &mut [u64]) -> Result<usize, Corrupt> {
-        let avail = self.available(out.len() as u64)?;
-        let n = out.len().min(avail as usize);
         let head = self.head;
-        for (i, slot) in out[..n].iter_mut().enumerate() {
-            *slot = self.load_cell(head.wrapping_add(i as u64));
+        let mut n = 0;
+        for slot in out.iter_mut() {
+            let Some(v) = self.ready(head.wrapping_add(n as u64)) else { break };
+            *slot = v;
+            n += 1;
         }
-        self.head = head.wrapping_add(n as u64);
-        // SYNC spsc-release: all n cell loads before the producer reuses them.
-        self.ring.mem.header().head.value.store(self.head, Ordering::Release);
+        if n > 0 {
+            self.head = head.wrapping_add(n as u64);
+            // SYNC spsc-release: all n cell loads before the producer reuses them.
+            self.ring.mem.header().head.value.store(self.head, Ordering::Release);
+        }
         Ok(n)
     }
 
@@ -603,4 +603,16 @@ impl<M: RingMemory> SpscConsumer<M> {
     pub fn ring(&self) -> &Spsc<M> {
         &self.ring
     }
+}
+
+/// Word index of position `pos`'s stamp (cells are `[stamp, value]`).
+#[inline(always)]
+fn stamp_word(pos: u64, mask: u64) -> usize {
+    2 * (pos & mask) as usize
+}
+
+/// Word index of position `pos`'s value.
+#[inline(always)]
+fn value_word(pos: u64, mask: u64) -> usize {
+    2 * (pos & mask) as usize + 1
 }

@@ -32,27 +32,55 @@ fn mpmc_in(buf: &mut AlignedBuf, cap: usize) -> Mpmc<numashm_ring::SharedMemory>
 }
 
 #[test]
-fn tail_beyond_capacity_is_corrupt_for_the_consumer() {
+fn tail_beyond_capacity_is_corrupt_for_len_and_new_ends_and_ignored_by_pop() {
     let mut buf = AlignedBuf::new(1024);
     let ring = spsc_in(&mut buf, 4);
     let mut rx = ring.consumer().unwrap();
     poke(&mut buf, TAIL, 5);
-    assert_eq!(rx.pop(), Err(PopError::Corrupt(Corrupt::Indices { head: 0, tail: 5, capacity: 4 })));
-    assert!(rx.pop_into(&mut [0; 4]).is_err());
-    assert!(rx.len().is_err());
+    // The consumer polls cell stamps, not the tail: nothing was written.
+    assert_eq!(rx.pop(), Err(PopError::Empty));
+    assert_eq!(rx.pop_into(&mut [0; 4]), Ok(0));
+    assert_eq!(rx.len(), Err(Corrupt::Indices { head: 0, tail: 5, capacity: 4 }));
     assert!(ring.len().is_err());
     assert!(ring.producer().is_err());
+    assert!(ring.consumer().is_err());
 }
 
 #[test]
-fn tail_behind_head_is_corrupt_for_the_consumer() {
+fn tail_behind_head_is_corrupt_for_len_and_ignored_by_pop() {
     let mut buf = AlignedBuf::new(1024);
     let ring = spsc_in(&mut buf, 4);
     let (mut tx, mut rx) = ring.clone().split().unwrap();
     tx.push_slice(&[1, 2, 3]).unwrap();
     rx.pop_into(&mut [0; 3]).unwrap();
     poke(&mut buf, TAIL, 1);
-    assert!(matches!(rx.pop(), Err(PopError::Corrupt(Corrupt::Indices { head: 3, tail: 1, .. }))));
+    assert_eq!(rx.pop(), Err(PopError::Empty));
+    assert!(matches!(rx.len(), Err(Corrupt::Indices { head: 3, tail: 1, .. })));
+    tx.push(4).unwrap(); // the producer keeps its own index
+    assert_eq!(rx.pop(), Ok(4));
+}
+
+#[test]
+fn hostile_stamps_fake_at_most_values_never_more_than_capacity_items() {
+    let mut buf = AlignedBuf::new(1024);
+    let ring = spsc_in(&mut buf, 4);
+    let mut rx = ring.consumer().unwrap();
+    // Cells are [stamp, value] at CELLS + 16 * i. Stamp "position + 1" for
+    // positions 0..4 and garbage values: they read as items (the caller
+    // validates values); position 4 maps to cell 0 again, whose stamp says 1.
+    for i in 0..4u64 {
+        poke(&mut buf, CELLS + 16 * i as usize, i + 1);
+        poke(&mut buf, CELLS + 16 * i as usize + 8, 0xdead_0000 + i);
+    }
+    let mut out = [0; 8];
+    assert_eq!(rx.pop_into(&mut out), Ok(4));
+    assert_eq!(out[..4], [0xdead_0000, 0xdead_0001, 0xdead_0002, 0xdead_0003]);
+    assert_eq!(rx.pop(), Err(PopError::Empty));
+    // Stamps of wrong positions (stale laps, random words) are never ready.
+    for (i, junk) in [(0, 0), (1, u64::MAX), (2, 4), (3, 9)] {
+        poke(&mut buf, CELLS + 16 * i, junk);
+    }
+    assert_eq!(rx.pop(), Err(PopError::Empty));
 }
 
 #[test]
@@ -144,7 +172,7 @@ fn attach_validates_the_header() {
     spsc_in(&mut buf, 16);
     assert!(attach_spsc(p, len).is_ok());
     assert_eq!(attach_mpmc(p, len).err(), Some(LayoutError::Kind { expected: 2, found: 1 }));
-    assert!(matches!(attach_spsc(p, 400), Err(LayoutError::TooSmall { needed: 512, len: 400 })));
+    assert!(matches!(attach_spsc(p, 400), Err(LayoutError::TooSmall { needed: 640, len: 400 })));
     assert!(matches!(attach_spsc(p.wrapping_add(8), len - 8), Err(LayoutError::Misaligned { .. })));
     poke(&mut buf, 16, 3); // capacity
     assert_eq!(attach_spsc(p, len).err(), Some(LayoutError::Capacity(3)));

@@ -20,15 +20,15 @@ const MEMFD: &str = "NUMASHM_RING_TEST_MEMFD";
 const EVFD: &str = "NUMASHM_RING_TEST_EVFD";
 
 const N: u64 = 100_000;
-const SPSC_OFF: usize = 0; // capacity 1024: 384 + 8192 bytes
+const SPSC_OFF: usize = 0; // capacity 1024: 384 + 16 × 1024 bytes
 const SPSC_CAP: usize = 1024;
-const MPMC_OFF: usize = 8704; // capacity 256: 384 + 4096 bytes
+const MPMC_OFF: usize = 16768; // capacity 256: 384 + 16 × 256 bytes
 const MPMC_CAP: usize = 256;
-const RESULT_OFF: usize = 13312; // capacity 16: 384 + 128 bytes
-const BELL_DATA: usize = 13824;
-const BELL_SPACE: usize = 13952;
-const BELL_RESULT: usize = 14080;
-const SEG_LEN: usize = 16384;
+const RESULT_OFF: usize = 21248; // capacity 16: 384 + 16 × 16 bytes
+const BELL_DATA: usize = 21888;
+const BELL_SPACE: usize = 22016;
+const BELL_RESULT: usize = 22144;
+const SEG_LEN: usize = 24576;
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
 const WATCHDOG: Duration = Duration::from_secs(120);
 
