@@ -85,10 +85,10 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// `u64` words per cell: SPSC cells are `[stamp, value]` (stamp = position
-    /// + 1 once the value for that position is written, so a consumer polls
-    /// the cell itself, not the producer's index); MPMC cells are
-    /// `[sequence, value]`.
+    /// `u64` words per cell: SPSC cells are `[stamp, value]` (the stamp is
+    /// the position plus one once that position's value is written, so a
+    /// consumer polls the cell itself, not the producer's index); MPMC cells
+    /// are `[sequence, value]`.
     pub(crate) const fn words_per_cell(self) -> usize {
         match self {
             Kind::Spsc => 2,
