@@ -2,15 +2,17 @@
 //! (the protocol of `numashm::Sender::send` and `release_peer`, over the heap
 //! versions of the allocator and the SPSC ring):
 //!
-//! sender: alloc (Allocated, owner 1) → pending := (h, pushed) → mark_in_flight(h, 2)
-//!         → push h → pushed += 1
-//! receiver (peer 2, alive): pop → take(h) (exactly one of receiver and recoverer
-//!         gets a slot whose push was not counted) → read → free
-//! recoverer (after the sender died): reclaim_peer(1); if pending and pushed
-//!         did not move: take(h) (only possible while in flight) → free
+//! sender: alloc (Allocated, owner 1) → pending := h → pending_at := ring
+//!         position (Release) → mark_in_flight(h, 2) → push h
+//! receiver (peer 2, alive): pop → accept(h) (in flight to it: ours already, no
+//!         CAS) → read → free (must succeed: nobody freed it under the reader)
+//! recoverer (after the sender died): reclaim_peer(1); if the ring's published
+//!         tail is still pending_at (the push never happened): take(h) (only
+//!         possible while in flight) → free
 //!
 //! For every death point (0..=5 steps done), every interleaving with the live
-//! receiver ends with every slot free exactly once: none lost, none freed twice.
+//! receiver ends with every slot free exactly once: none lost, none freed twice,
+//! none freed while the receiver reads it.
 #![cfg(numashm_loom)]
 
 use std::sync::Arc;
@@ -41,13 +43,12 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
         loom::model(move || {
             let a = Arc::new(HeapAllocator::new(&Config::new().class(64, 2)).unwrap());
             let ring = Spsc::new(2).unwrap();
-            let (mut tx, mut rx) = ring.split().unwrap();
+            let (mut tx, mut rx) = ring.clone().split().unwrap();
             let pending = Arc::new(AtomicU64::new(0));
             let pending_at = Arc::new(AtomicU64::new(0));
-            let pushed = Arc::new(AtomicU64::new(0));
 
             let sender = {
-                let (a, pending, pending_at, pushed) = (a.clone(), pending.clone(), pending_at.clone(), pushed.clone());
+                let (a, pending, pending_at) = (a.clone(), pending.clone(), pending_at.clone());
                 thread::spawn(move || {
                     // The sender dies after `steps` steps: it simply stops.
                     if steps == 0 {
@@ -57,20 +58,19 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
                     if steps == 1 {
                         return;
                     }
-                    pending_at.store(pushed.load(Ordering::Relaxed), Ordering::Relaxed);
                     pending.store(h.to_u64(), Ordering::Relaxed);
                     if steps == 2 {
                         return;
                     }
-                    a.mark_in_flight(h, RECEIVER).unwrap();
+                    pending_at.store(tx.position(), Ordering::Release);
                     if steps == 3 {
                         return;
                     }
-                    tx.push(h.to_u64()).unwrap();
+                    a.mark_in_flight(h, RECEIVER).unwrap();
                     if steps == 4 {
                         return;
                     }
-                    pushed.store(pushed.load(Ordering::Relaxed) + 1, Ordering::Release);
+                    tx.push(h.to_u64()).unwrap();
                 })
             };
             let a2 = a.clone();
@@ -80,8 +80,9 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
                 for _ in 0..2 {
                     if let Ok(raw) = rx.pop() {
                         if let Some(h) = Handle::from_u64(raw) {
-                            if a2.take(h, RECEIVER).is_ok() {
-                                // Ours now: nobody else frees it while we read.
+                            if a2.accept(h, RECEIVER).is_ok() {
+                                // Ours: nobody else frees it while we read, so
+                                // our free succeeds.
                                 a2.free(h).unwrap();
                                 freed += 1;
                             }
@@ -94,9 +95,9 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
             sender.join().unwrap(); // the death is noticed only after it happened
             // Recovery of the dead sender (as release_peer does it).
             a.reclaim_peer(SENDER);
+            let at = pending_at.load(Ordering::Acquire);
             let raw = pending.load(Ordering::Relaxed);
-            let at = pending_at.load(Ordering::Relaxed);
-            if let Some(h) = Handle::from_u64(raw).filter(|_| pushed.load(Ordering::Acquire) == at) {
+            if let Some(h) = Handle::from_u64(raw).filter(|_| ring.pushed() == at) {
                 if a.take(h, RECOVERER).is_ok() {
                     a.free(h).unwrap();
                 }
@@ -105,7 +106,7 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
             // The receiver lives on: it consumes what is still in the ring.
             while let Ok(raw) = rx.pop() {
                 if let Some(h) = Handle::from_u64(raw) {
-                    if a.take(h, RECEIVER).is_ok() {
+                    if a.accept(h, RECEIVER).is_ok() {
                         a.free(h).unwrap();
                     }
                 }

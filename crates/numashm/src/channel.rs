@@ -17,8 +17,7 @@ use numashm_varslot::{AllocError, Handle, HandleError};
 use crate::error::{MessageError, SegmentError};
 use crate::peers::{E_RECEIVED, E_SENT};
 use crate::segment::{
-    peer_id, ring_pseudo_peer, RingSlot, Segment, END_CONSUMER, END_PENDING, END_PENDING_AT, END_PRODUCER, END_PUSHED,
-    END_SKIPPED,
+    peer_id, ring_pseudo_peer, RingSlot, Segment, END_CONSUMER, END_PENDING, END_PENDING_AT, END_PRODUCER, END_SKIPPED,
 };
 use crate::sync::Ordering;
 
@@ -409,20 +408,21 @@ impl<'s> Sender<'s> {
         } else {
             ring_pseudo_peer(self.ring)
         };
-        let spsc = self.slot.spsc.is_some();
-        if spsc {
+        let mut producer = self.producer.borrow_mut();
+        if let Some(p) = producer.as_ref() {
             // Intent record for recovery, in case we die between marking the slot
-            // in flight and counting the push (see `release_peer`). Single writer:
-            // this peer holds the producer end. Relaxed: published by the
-            // AcqRel CAS in mark_in_flight below (SYNC slot-state).
+            // in flight and pushing it (see `release_peer`): the handle, then the
+            // position its push will write. Single writer: this peer holds the
+            // producer end. Relaxed: published by the Release store after it.
             let ends = &self.slot.ends;
-            ends.at(END_PENDING_AT).store(ends.at(END_PUSHED).load(Ordering::Relaxed), Ordering::Relaxed);
             ends.at(END_PENDING).store(h.to_u64(), Ordering::Relaxed);
+            // Release: a recoverer that reads this position reads the handle above.
+            ends.at(END_PENDING_AT).store(p.position(), Ordering::Release);
         }
         if let Err(e) = seg.alloc.mark_in_flight(h, to) {
             return Err(SendError { error: e.into(), message: msg });
         }
-        let pushed = match self.producer.borrow_mut().as_mut() {
+        let pushed = match producer.as_mut() {
             Some(p) => p.push(h.to_u64()),
             None => match &self.slot.mpmc {
                 Some(m) => m.push(h.to_u64()),
@@ -431,13 +431,8 @@ impl<'s> Sender<'s> {
         };
         match pushed {
             Ok(()) => {
+                drop(producer);
                 msg.handle = None; // now the receiver's to free
-                if spsc {
-                    let ends = &self.slot.ends;
-                    let n = ends.at(END_PUSHED).load(Ordering::Relaxed);
-                    // Release: a recoverer that sees the count also sees the push.
-                    ends.at(END_PUSHED).store(n.wrapping_add(1), Ordering::Release);
-                }
                 seg.peers.bump(seg.me, E_SENT, 1);
                 // No syscall unless a receiver is parked (futex) or armed (eventfd).
                 let _ = match &self.event {
@@ -612,12 +607,13 @@ impl<'s> Receiver<'s> {
             let Some(raw) = self.pop_handle()? else { return Err(MessageError::Empty) };
             // Room in the ring now: wake a producer parked on it (no syscall otherwise).
             let _ = self.slot.space_bell.notify();
-            // InFlight → Allocated(us) by CAS: if our sender died after pushing but
-            // before counting the push, a recoverer may try to take the same slot;
-            // exactly one of us gets it, so we never read a slot someone else frees.
+            // In flight to us (the sender saw us holding this end): ours already,
+            // one load. In flight to anyone else (the ring's pseudo-peer, an earlier
+            // holder of this end): made ours by CAS, so that exactly one of us and
+            // a recoverer gets it, and we never read a slot someone else frees.
             let taken = Handle::from_u64(raw)
                 .ok_or(HandleError::Invalid { field: "handle" })
-                .and_then(|h| seg.alloc.take(h, me).map(|()| h));
+                .and_then(|h| seg.alloc.accept(h, me).map(|()| h));
             let h = match taken {
                 Ok(h) => h,
                 Err(_) => {

@@ -273,12 +273,12 @@ pub(crate) struct RingSlot {
 pub(crate) const END_PRODUCER: usize = 0;
 pub(crate) const END_CONSUMER: usize = 1;
 pub(crate) const END_SKIPPED: usize = 2;
-/// Handles the producer pushed (after each push, Release), to tell a pending send apart.
-pub(crate) const END_PUSHED: usize = 3;
-/// The handle an SPSC producer is sending (0 = none): written before it marks the
-/// slot in flight, cleared after the push is counted.
+// Word 3 is unused since layout 2 (it counted pushes; the ring's own tail now tells).
+/// The handle an SPSC producer is sending or last sent (0 = none): written before
+/// it marks the slot in flight.
 pub(crate) const END_PENDING: usize = 4;
-/// `END_PUSHED` when the pending send began.
+/// The ring position that send's push writes: the push happened exactly when the
+/// ring's published tail has moved past it.
 pub(crate) const END_PENDING_AT: usize = 5;
 
 /// A shared segment, as seen by one process (the host that created it or a
@@ -949,14 +949,17 @@ pub(crate) fn release_peer(i: u32, alloc: &SharedAllocator<RegionMemory>, rings:
         // what it already pushed stays for the consumer. Taking the end first (AcqRel)
         // makes this recoverer the only one looking at the pending record.
         if r.ends.at(END_PRODUCER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            // Relaxed: ordered after the Acquire of the CAS above.
+            // Acquire: pairs with the sender's Release store of the position, so
+            // the handle read next is the one written before it.
+            let at = r.ends.at(END_PENDING_AT).load(Ordering::Acquire);
+            // Relaxed: ordered by the Acquire above.
             let pending = r.ends.at(END_PENDING).load(Ordering::Relaxed);
-            let at = r.ends.at(END_PENDING_AT).load(Ordering::Relaxed);
-            let pushed = r.ends.at(END_PUSHED).load(Ordering::Acquire);
-            if let Some(h) = Handle::from_u64(pending).filter(|_| pushed == at) {
-                // Marked in flight but never counted as pushed: if nobody took it,
-                // nobody ever will. `take` succeeds only while it is still in flight
-                // (a receiver that popped it and took it first keeps it).
+            let pushed = r.spsc.as_ref().map(|s| s.pushed());
+            if let Some(h) = Handle::from_u64(pending).filter(|_| pushed == Some(at)) {
+                // Marked in flight (perhaps) but its push never happened: nobody
+                // can pop it, so free it here. `take` succeeds only if it is in
+                // flight (if it is still Allocated to the dead peer, the reclaim
+                // above freed it already).
                 if alloc.take(h, peer_id(i)).is_ok() {
                     let _ = alloc.free(h);
                 }

@@ -114,6 +114,22 @@ impl<M: RingMemory> Spsc<M> {
         Ok((head, tail))
     }
 
+    /// The producer's published index: how many values were pushed since the
+    /// ring was made (or last reset). A push is complete exactly when this has
+    /// moved past its position (see [`SpscProducer::position`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = numashm_ring::Spsc::new(4)?;
+    /// assert_eq!(ring.pushed(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pushed(&self) -> u64 {
+        // Acquire: SYNC spsc-publish, as in `indices`.
+        self.mem.header().tail.value.load(Ordering::Acquire)
+    }
+
     /// Items in the ring now (the consumer's lag); a snapshot.
     ///
     /// # Errors
@@ -396,6 +412,24 @@ impl<M: RingMemory> SpscProducer<M> {
         // SYNC spsc-publish: all n cell stores before the consumer sees them.
         self.ring.mem.header().tail.value.store(self.tail, Ordering::Release);
         Ok(n)
+    }
+
+    /// The position the next push writes: how many values were pushed since
+    /// the ring was made (or last reset). A recoverer compares it with
+    /// [`Spsc::pushed`] to learn whether a push it did not see finish
+    /// happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = numashm_ring::Spsc::new(4)?;
+    /// let mut tx = ring.producer()?;
+    /// tx.push(1).unwrap();
+    /// assert_eq!((tx.position(), ring.pushed()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn position(&self) -> u64 {
+        self.tail
     }
 
     /// Items waiting for the consumer (its lag).
