@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use numashm_ring::{Armed, EventFd, PopError, PushError, SharedBell, SharedMemory, SpscConsumer, SpscProducer};
-use numashm_varslot::{AllocError, Handle, HandleError};
+use numashm_varslot::{AllocError, Handle, HandleError, Located};
 
 use crate::error::{MessageError, SegmentError};
 use crate::peers::{E_RECEIVED, E_SENT};
@@ -39,7 +39,7 @@ use crate::sync::Ordering;
 #[derive(Debug)]
 pub struct SlotMut<'s> {
     seg: &'s Segment,
-    handle: Option<Handle>,
+    slot: Option<Located>,
     ptr: *mut u8,
     len: usize,
     cap: usize,
@@ -57,7 +57,7 @@ impl SlotMut<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn handle(&self) -> Handle {
-        self.handle.expect("a live SlotMut has a handle")
+        self.slot.map(|l| l.handle()).expect("a live SlotMut has a slot")
     }
 
     /// Payload capacity of the slot (its class size).
@@ -118,9 +118,9 @@ impl std::ops::DerefMut for SlotMut<'_> {
 
 impl Drop for SlotMut<'_> {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
+        if let Some(l) = self.slot.take() {
             // Unsent: give the slot back.
-            self.seg.free_slot(h);
+            self.seg.free_slot(&l);
         }
     }
 }
@@ -133,7 +133,7 @@ impl Drop for SlotMut<'_> {
 #[derive(Debug)]
 pub struct Message<'s> {
     seg: &'s Segment,
-    handle: Handle,
+    slot: Located,
     ptr: *const u8,
     len: usize,
 }
@@ -152,7 +152,7 @@ impl Message<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn handle(&self) -> Handle {
-        self.handle
+        self.slot.handle()
     }
 }
 
@@ -167,7 +167,7 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.seg.free_slot(self.handle);
+        self.seg.free_slot(&self.slot);
     }
 }
 
@@ -351,11 +351,13 @@ impl<'s> Sender<'s> {
         let need = len.max(1);
         // This process's cache first (not for an explicit node choice).
         if std::ptr::eq(order, self.seg.alloc_order.as_slice()) {
-            if let Some(h) = seg.alloc.class_for(need).ok().and_then(|c| seg.cached_slot(c)) {
-                if let Ok(slot) = seg.alloc.resolve(h) {
-                    return Ok(SlotMut { seg, handle: Some(h), ptr: slot.as_ptr(), len, cap: slot.len() });
+            if let Some(l) = seg.alloc.class_for(need).ok().and_then(|c| seg.cache.pop(&seg.alloc, me, c)) {
+                match seg.alloc.bytes(&l) {
+                    Ok(slot) => return Ok(SlotMut { seg, slot: Some(l), ptr: slot.as_ptr(), len, cap: slot.len() }),
+                    Err(_) => {
+                        let _ = seg.alloc.free(l.handle());
+                    }
                 }
-                let _ = seg.alloc.free(h);
             }
         }
         // With one node there is nothing to prefer: take the plain (faster) path.
@@ -368,15 +370,16 @@ impl<'s> Sender<'s> {
             }
             Err(e) => return Err(e.into()),
         };
-        let slot = match seg.alloc.resolve(h) {
-            Ok(s) => s,
+        let located = seg.alloc.locate_live(h).and_then(|l| seg.alloc.bytes(&l).map(|s| (l, s)));
+        let (l, slot) = match located {
+            Ok(ls) => ls,
             Err(e) => {
                 let _ = seg.alloc.free(h);
                 return Err(e.into());
             }
         };
         let cap = slot.len();
-        Ok(SlotMut { seg, handle: Some(h), ptr: slot.as_ptr(), len, cap })
+        Ok(SlotMut { seg, slot: Some(l), ptr: slot.as_ptr(), len, cap })
     }
 
     /// Sends without waiting. A full ring hands the message back.
@@ -393,12 +396,10 @@ impl<'s> Sender<'s> {
     #[inline]
     pub fn send(&self, mut msg: SlotMut<'s>) -> Result<(), SendError<'s>> {
         let seg = self.seg;
-        let h = msg.handle();
-        // The length rides in the slot's spare metadata word, published by
-        // mark_in_flight's AcqRel CAS below.
-        if let Err(e) = seg.alloc.set_aux(h, msg.len as u64) {
-            return Err(SendError { error: e.into(), message: msg });
-        }
+        let Some(l) = msg.slot else {
+            return Err(SendError { error: MessageError::Handle(HandleError::Stale), message: msg });
+        };
+        let h = l.handle();
         // The receiver becomes the slot's owner while in flight, so if it dies the
         // slot is reclaimed with it; with no consumer yet (or MPMC), the ring holds it.
         // Acquire: the consumer end's claim is visible before we use its id.
@@ -419,7 +420,9 @@ impl<'s> Sender<'s> {
             // Release: a recoverer that reads this position reads the handle above.
             ends.at(END_PENDING_AT).store(p.position(), Ordering::Release);
         }
-        if let Err(e) = seg.alloc.mark_in_flight(h, to) {
+        // The length rides in the slot's spare metadata word, published by the
+        // AcqRel CAS that marks it in flight.
+        if let Err(e) = seg.alloc.send_located(&l, peer_id(seg.me), to, msg.len as u64) {
             return Err(SendError { error: e.into(), message: msg });
         }
         let pushed = match producer.as_mut() {
@@ -432,7 +435,7 @@ impl<'s> Sender<'s> {
         match pushed {
             Ok(()) => {
                 drop(producer);
-                msg.handle = None; // now the receiver's to free
+                msg.slot = None; // now the receiver's to free
                 seg.peers.bump(seg.me, E_SENT, 1);
                 // No syscall unless a receiver is parked (futex) or armed (eventfd).
                 let _ = match &self.event {
@@ -611,11 +614,11 @@ impl<'s> Receiver<'s> {
             // one load. In flight to anyone else (the ring's pseudo-peer, an earlier
             // holder of this end): made ours by CAS, so that exactly one of us and
             // a recoverer gets it, and we never read a slot someone else frees.
-            let taken = Handle::from_u64(raw)
+            let received = Handle::from_u64(raw)
                 .ok_or(HandleError::Invalid { field: "handle" })
-                .and_then(|h| seg.alloc.accept(h, me).map(|()| h));
-            let h = match taken {
-                Ok(h) => h,
+                .and_then(|h| seg.alloc.receive(h, me));
+            let (l, len) = match received {
+                Ok(r) => r,
                 Err(_) => {
                     // Stale (reclaimed) or garbage: skip it, visibly.
                     // Relaxed: a statistic.
@@ -623,28 +626,20 @@ impl<'s> Receiver<'s> {
                     continue;
                 }
             };
-            let slot = match seg.alloc.resolve(h) {
+            let slot = match seg.alloc.bytes(&l) {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = seg.alloc.free(h);
+                    let _ = seg.alloc.free(l.handle());
                     return Err(e.into());
                 }
             };
             let cap = slot.len();
-            // Ordered after the sender's set_aux by our take (SYNC slot-state).
-            let len = match seg.alloc.aux(h) {
-                Ok(len) => len,
-                Err(e) => {
-                    let _ = seg.alloc.free(h);
-                    return Err(e.into());
-                }
-            };
             if len > cap as u64 {
-                let _ = seg.alloc.free(h);
+                let _ = seg.alloc.free(l.handle());
                 return Err(MessageError::BadLength { len, cap });
             }
             seg.peers.bump(seg.me, E_RECEIVED, 1);
-            return Ok(Message { seg, handle: h, ptr: slot.as_ptr(), len: len as usize });
+            return Ok(Message { seg, slot: l, ptr: slot.as_ptr(), len: len as usize });
         }
     }
 

@@ -26,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod cache;
 mod channel;
 mod error;
 mod inspect;

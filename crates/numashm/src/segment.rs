@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use numashm_region::{AttachOptions, CachePolicy, MemPolicy, PageSize, Placement, Region, RegionOptions};
 use numashm_ring::{Doorbell, Mpmc, SharedBell, SharedMemory, Spsc};
-use numashm_varslot::{Config as ClassConfig, Handle, PeerId, SharedAllocator};
+use numashm_varslot::{Config as ClassConfig, Handle, Located, PeerId, SharedAllocator};
 
 use crate::error::SegmentError;
 use crate::layout::{
     Layout, RingKind, RingSpec, BELL_LEN, HEADER_WORDS, RING_ENDS_LEN, W_MAGIC, W_RING_SPECS, W_SWEEP, W_SWEEP_PENDING,
 };
+use crate::cache::SlotCache;
 use crate::memory::RegionMemory;
 use crate::peers::{is_alive, PeerInfo, PeerState, PeerTable, ENTRY_WORDS};
 use crate::sync::Ordering;
@@ -313,15 +314,12 @@ pub struct Segment {
     /// NUMA nodes nearest first from the CPU this process attached on (getcpu +
     /// hwloc distances): the order `Sender::alloc` prefers extents in.
     pub(crate) alloc_order: Vec<u32>,
-    /// Slots this process freed and keeps for its next allocations (Allocated to
-    /// it, so reclamation still sees them): allocation and free then touch only
-    /// the slot's own metadata line, not the class's shared free-list head.
-    pub(crate) cache: std::sync::Mutex<Vec<Vec<Handle>>>,
+    /// Slots this process freed and keeps for its next allocations (see
+    /// `cache.rs`).
+    pub(crate) cache: SlotCache,
     host: bool,
 }
 
-/// Slots kept per class in [`Segment`]'s cache.
-pub(crate) const CACHE_PER_CLASS: usize = 32;
 
 /// Nodes nearest first from the node of the CPU we run on now.
 fn local_node_order() -> Vec<u32> {
@@ -532,7 +530,7 @@ impl Segment {
         let (me, my_epoch) = found.ok_or(SegmentError::PeersFull { max: layout.max_peers })?;
         let header = Words::new(region.clone(), layout.header_off, HEADER_WORDS).expect("validated at create/attach");
         let alloc_order = local_node_order();
-        let cache = std::sync::Mutex::new(vec![Vec::with_capacity(CACHE_PER_CLASS); alloc.class_count()]);
+        let cache = SlotCache::new(alloc.class_count());
         let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, alloc_order, cache, host };
         seg.wait_for_sweep();
         Ok(seg)
@@ -717,58 +715,31 @@ impl Segment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn flush_cache(&self) -> usize {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let mut n = 0;
-        for class in cache.iter_mut() {
-            for h in class.drain(..) {
-                if self.alloc.free(h).is_ok() {
-                    n += 1;
-                }
-            }
-        }
-        n
+        self.cache.flush(&self.alloc)
     }
 
-    /// A cached slot of `class`, if the cache is free and has one still ours.
+    /// Whether a slot on extent `(class, extent)` is worth keeping in this
+    /// process's cache: on its node (or unplaced), or there is only one node.
     #[inline]
-    pub(crate) fn cached_slot(&self, class: usize) -> Option<Handle> {
-        let me = peer_id(self.me);
-        let mut cache = self.cache.try_lock().ok()?;
-        let slots = cache.get_mut(class)?;
-        while let Some(h) = slots.pop() {
-            // A slot reclaimed while we lived (we were presumed dead) is not ours.
-            if self.alloc.still_ours(h, me) {
-                return Some(h);
-            }
-        }
-        None
-    }
-
-    /// Frees `h`, keeping it in the cache when there is room.
-    #[inline]
-    pub(crate) fn free_slot(&self, h: Handle) {
-        // Keep only slots on this process's node (or unplaced ones) for reuse.
-        let local = self.alloc_order.len() <= 1
+    fn is_local(&self, h: Handle) -> bool {
+        self.alloc_order.len() <= 1
             || match self.alloc.extent_info(h.class(), h.extent()) {
                 Some((None, _)) => true,
                 Some((node, _)) => node == self.alloc_order.first().copied(),
                 None => false,
-            };
-        if local {
-            if let Ok(mut cache) = self.cache.try_lock() {
-                if let Some(slots) = cache.get_mut(h.class()) {
-                    if slots.len() < CACHE_PER_CLASS {
-                        // Stale (reclaimed meanwhile) handles fail here: nothing to keep.
-                        if let Ok(fresh) = self.alloc.recycle(h, peer_id(self.me)) {
-                            slots.push(fresh);
-                        }
-                        return;
-                    }
-                }
             }
+    }
+
+    /// Gives back a slot we hold (unsent, or received and read), keeping it in
+    /// the cache when useful.
+    #[inline]
+    pub(crate) fn free_slot(&self, l: &Located) {
+        if self.is_local(l.handle()) {
+            self.cache.keep(&self.alloc, peer_id(self.me), l);
+        } else {
+            // A failure means it was reclaimed already (we were presumed dead).
+            let _ = self.alloc.free(l.handle());
         }
-        // A failure means it was reclaimed already (we were presumed dead).
-        let _ = self.alloc.free(h);
     }
 
     /// Number of rings.

@@ -1004,6 +1004,53 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         core::ptr::NonNull::new(p).map(|p| Slot::new(p, c.slot_size)).ok_or(HandleError::NotMapped)
     }
 
+    /// `Located` support: where a handle's slot is (metadata word index, byte
+    /// offset, size), validated as in `resolve` but without reading its state.
+    #[inline(always)]
+    pub(crate) fn where_is(&self, h: Handle) -> Result<(usize, usize, usize), HandleError> {
+        let hot = self.hot();
+        let l = self.locate(hot, h)?;
+        let c = l.class;
+        // Relaxed: written before the extent-publish Release that `locate` acquired.
+        let off = hot.ext_word(c, l.ext, X_OFFSET).load(Ordering::Relaxed) as usize;
+        if off < self.data_start || off > self.max_len.saturating_sub(c.extent_bytes) {
+            return Err(HandleError::Corrupt { what: "extent offset" });
+        }
+        let meta_index = c.meta_base + (l.ext * c.slots + l.slot) * META_STRIDE;
+        Ok((meta_index, off + l.slot * c.slot_size, c.slot_size))
+    }
+
+    /// `Located` support: control word `i`, checked (a `Located` may come from
+    /// another allocator).
+    #[inline(always)]
+    pub(crate) fn word(&self, i: usize) -> Result<&AtomicU64, HandleError> {
+        self.words.words().get(i).ok_or(HandleError::Invalid { field: "located slot" })
+    }
+
+    /// `Located` support: the aux word of the slot whose metadata word is `i`.
+    #[inline(always)]
+    pub(crate) fn aux_word(&self, i: usize) -> Result<&AtomicU64, HandleError> {
+        self.word(i + META_AUX)
+    }
+
+    /// `Located` support: `check` without the state.
+    #[inline(always)]
+    pub(crate) fn check_live(&self, m: u64, h: Handle) -> Result<(), HandleError> {
+        check(m, h).map(|_| ())
+    }
+
+    /// `Located` support: the bytes at `offset .. offset + size` (validated when
+    /// the `Located` was made; the end is checked against `max_len` again).
+    #[inline(always)]
+    pub(crate) fn slot_at(&self, offset: usize, size: usize) -> Result<Slot<'_>, HandleError> {
+        let end = offset.checked_add(size).filter(|&e| e <= self.max_len).ok_or(HandleError::Invalid { field: "located slot" })?;
+        if end > self.mem.mapped_len() {
+            self.refresh_for(end)?;
+        }
+        let p = self.mem.base().as_ptr().wrapping_add(offset);
+        core::ptr::NonNull::new(p).map(|p| Slot::new(p, size)).ok_or(HandleError::NotMapped)
+    }
+
     #[cold]
     fn refresh_for(&self, end: usize) -> Result<(), HandleError> {
         self.mem.refresh()?;

@@ -35,6 +35,7 @@ mod alloc;
 mod error;
 mod handle;
 mod layout;
+mod located;
 mod magazine;
 mod memory;
 #[cfg(not(numashm_loom))]
@@ -47,6 +48,7 @@ pub use alloc::{nodes_by_distance, Allocator, Census, ExtentCensus, HeapAllocato
 pub use error::{AllocError, AttachError, CreateError, GrowError, HandleError, ReleaseError, SlotState};
 pub use handle::{Handle, PeerId, MAX_CLASSES, MAX_EXTENTS, MAX_SLOTS};
 pub use layout::Config;
+pub use located::Located;
 pub use magazine::Magazine;
 pub use memory::{HeapMemory, MemoryError, SegmentMemory};
 #[cfg(not(numashm_loom))]
