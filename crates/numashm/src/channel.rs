@@ -167,6 +167,9 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
+        // This slot is likely our next alloc (the cache is LIFO): ask for its
+        // first line writable now, so that the write waits on no other core.
+        crate::prefetch::prefetch_for_write(self.ptr);
         self.seg.free_slot(&self.slot);
     }
 }

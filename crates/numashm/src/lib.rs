@@ -33,6 +33,7 @@ mod inspect;
 mod layout;
 mod memory;
 mod peers;
+mod prefetch;
 mod segment;
 mod sync;
 mod words;
