@@ -23,9 +23,9 @@ pub(crate) fn prefetch_for_write(p: *const u8) {
 fn has_prefetchw() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
+        #[allow(unused_unsafe)] // `__cpuid` is safe on newer toolchains
         // SAFETY: CPUID exists on every x86_64 CPU; leaf 0x8000_0000 reports the
         // highest extended leaf, so 0x8000_0001 is asked only when it exists.
-        #[allow(unused_unsafe)] // `__cpuid` is safe on newer toolchains
         let (max, ecx) = unsafe {
             let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
             (max, if max >= 0x8000_0001 { core::arch::x86_64::__cpuid(0x8000_0001).ecx } else { 0 })
