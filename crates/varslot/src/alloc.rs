@@ -1079,6 +1079,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// assert_eq!(a.free(h), Err(HandleError::Stale));
     /// ```
     pub fn reclaim_peer(&self, peer: PeerId) -> usize {
+        self.count_reclaim();
         let mut n = 0;
         for c in self.layout.classes.iter() {
             for ext in 0..self.extents(c) {
@@ -1204,6 +1205,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// ```
     #[allow(unsafe_code)]
     pub unsafe fn sweep_lost_slots(&self) -> usize {
+        self.count_reclaim();
         let hot = self.hot();
         let mut found = 0;
         for c in self.layout.classes.iter() {
@@ -1306,6 +1308,20 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         self.w(c.class_word + C_EXTENTS).store(n as u64 + 1, Ordering::Release);
         self.bump_epoch();
         Ok(n)
+    }
+
+    /// Announce a reclaim pass before it frees anything (see `H_RECLAIMS`).
+    fn count_reclaim(&self) {
+        // AcqRel: sequenced before this pass's CASes, so any cache that can see
+        // one of them (through whatever synchronisation) sees this count too.
+        self.w(H_RECLAIMS).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Magazine support: reclaim passes so far (see `H_RECLAIMS`).
+    #[inline(always)]
+    pub(crate) fn reclaims(&self) -> u64 {
+        // Acquire: pairs with `count_reclaim`.
+        self.w(H_RECLAIMS).load(Ordering::Acquire)
     }
 
     fn bump_epoch(&self) {

@@ -7,7 +7,7 @@ use crate::handle::{GEN_MASK, MAX_CLASSES, MAX_EXTENTS, MAX_SLOTS};
 /// `b"NUMASVS1"` as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"NUMASVS1");
 /// Layout version; bump on any change to the word layout.
-pub(crate) const VERSION: u64 = 2;
+pub(crate) const VERSION: u64 = 3;
 /// Extents (and the data area) start on this boundary (a page).
 pub(crate) const EXTENT_ALIGN: usize = 4096;
 /// Slot sizes are multiples of this (a cache line).
@@ -25,6 +25,9 @@ pub(crate) const H_DATA_END: usize = 7;
 pub(crate) const H_EPOCH: usize = 8;
 pub(crate) const H_COMMITTED: usize = 9;
 pub(crate) const H_GROW_REQUESTS: usize = 10;
+/// Reclaim passes started (`reclaim_peer`, `sweep_lost_slots`): a cache that saw
+/// no change since it stored a slot knows the slot was not taken from it.
+pub(crate) const H_RECLAIMS: usize = 11;
 pub(crate) const HEADER_WORDS: usize = 16;
 
 // Class table: 8 words (one cache line) per class, right after the header.

@@ -4,7 +4,7 @@ use crate::alloc::Allocator;
 use crate::error::{AllocError, HandleError};
 use crate::handle::{Handle, PeerId};
 use crate::memory::SegmentMemory;
-use crate::layout::{meta, next_gen, C_EXTENTS, META_STRIDE, S_ALLOCATED};
+use crate::layout::{meta, next_gen, H_RECLAIMS, META_STRIDE, S_ALLOCATED};
 use crate::sync::{AtomicU64, Ordering};
 use crate::words::Words;
 
@@ -39,6 +39,9 @@ pub struct Magazine<'a, W: Words, M: SegmentMemory> {
     cap: usize,
     /// The layout's extent bound: a hostile published count is capped by it.
     max_extents: u64,
+    /// The allocator's reclaim count when every cached slot was last known to
+    /// be ours: while it has not moved, no cached slot can have been taken.
+    reclaims_seen: u64,
     /// Per class: what the hot path needs, copied out of the validated layout so
     /// a cached alloc or free reads no allocator field, plus the cache's fill.
     classes: Box<[CachedClass]>,
@@ -50,8 +53,6 @@ pub struct Magazine<'a, W: Words, M: SegmentMemory> {
 struct CachedClass {
     slot_size: usize,
     slots: usize,
-    /// Word index of the class's published extent count.
-    extents_word: usize,
     /// Word index of extent 0's first slot metadata word.
     meta_base: usize,
     len: usize,
@@ -88,7 +89,6 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             .map(|c| CachedClass {
                 slot_size: c.slot_size,
                 slots: c.slots,
-                extents_word: c.class_word + C_EXTENTS,
                 meta_base: c.meta_base,
                 len: 0,
             })
@@ -101,6 +101,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             peer,
             cap: per_class,
             max_extents: layout.max_extents as u64,
+            reclaims_seen: self.reclaims(),
             bufs: vec![empty; classes.len() * per_class].into_boxed_slice(),
             classes,
         }
@@ -127,21 +128,43 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
     #[inline]
     pub fn alloc(&mut self, len: usize) -> Result<Handle, AllocError> {
         let cap = self.cap;
+        // A cached slot is ours unless someone reclaimed this peer while it was
+        // alive (a protocol breach): that shows as a new reclaim count, and then
+        // every cached slot is checked before any is handed out.
+        // SYNC reclaim-count (Acquire): pairs with the AcqRel increment that starts
+        // every reclaim pass.
+        if word(self.words, H_RECLAIMS).load(Ordering::Acquire) != self.reclaims_seen {
+            self.recheck();
+        }
         for (class, c) in self.classes.iter_mut().enumerate() {
             if len <= c.slot_size {
-                while c.len > 0 {
-                    c.len -= 1;
-                    let e = entry(&self.bufs, class * cap + c.len);
-                    // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
-                    // Reclaimed while we were alive (a protocol breach): forget it.
-                    if word(self.words, e.meta).load(Ordering::Acquire) == e.expect {
-                        return Ok(e.handle);
-                    }
+                if let Some(n) = c.len.checked_sub(1) {
+                    c.len = n;
+                    return Ok(entry(&self.bufs, class * cap + n).handle);
                 }
                 break;
             }
         }
         self.alloc.alloc(len, self.peer)
+    }
+
+    /// Drops cached slots that are no longer Allocated to us as we left them.
+    #[cold]
+    fn recheck(&mut self) {
+        self.reclaims_seen = self.alloc.reclaims();
+        let cap = self.cap;
+        for (class, c) in self.classes.iter_mut().enumerate() {
+            let mut kept = 0;
+            for i in 0..c.len {
+                let e = entry(&self.bufs, class * cap + i);
+                // SYNC slot-state (Acquire): pairs with the AcqRel transition CASes.
+                if word(self.words, e.meta).load(Ordering::Acquire) == e.expect {
+                    *entry_mut(&mut self.bufs, class * cap + kept) = e;
+                    kept += 1;
+                }
+            }
+            c.len = kept;
+        }
     }
 
     /// Free: into the cache if the class's cache has room (one CAS), else
@@ -172,13 +195,13 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
             return self.alloc.free(h);
         }
         // The fast path accepts only what it can check with the local copy of the
-        // layout; anything else (a handle beyond the published extents, a slot in
-        // another state, a stale generation) takes the general path for its exact
-        // answer.
-        // SYNC extent-publish (Acquire): as in `Allocator::extents`.
-        let extents = word(self.words, c.extents_word).load(Ordering::Acquire).min(self.max_extents);
+        // layout; anything else (a slot in another state, a stale generation)
+        // takes the general path for its exact answer. It does not read the
+        // published extent count: `ext < max_extents` keeps the index inside the
+        // metadata area, and a slot of an extent not published yet is never
+        // Allocated, so the CAS below cannot succeed on one.
         let (ext, slot) = (h.extent(), h.slot());
-        if (ext as u64) < extents && slot < c.slots {
+        if (ext as u64) < self.max_extents && slot < c.slots {
             let idx = c.meta_base + (ext * c.slots + slot) * META_STRIDE;
             let w = word(self.words, idx);
             let g = h.generation();
@@ -263,9 +286,10 @@ impl<W: Words, M: SegmentMemory> Drop for Magazine<'_, W, M> {
 //
 // Invariants (established in `Allocator::magazine`, kept by every method):
 // - `words.len() >= layout.control_words` (checked by the allocator's create /
-//   attach), and every word index used here is below `control_words`: the class
-//   count word, and metadata words of `(ext, slot)` with `ext < max_extents`,
-//   `slot < slots` (the layout places all of them below `control_words`);
+//   attach), and every word index used here is below `control_words`: the
+//   header's reclaim count (word 11 of the 16 header words), metadata
+//   words of `(ext, slot)` with `ext < max_extents`, `slot < slots` (the layout
+//   places all of them below `control_words`);
 // - `bufs.len() == classes.len() * cap` and every buffer index is
 //   `class * cap + i` with `class < classes.len()`, `i < cap`.
 
