@@ -20,27 +20,37 @@ type Alloc = SharedAllocator<RegionMemory>;
 
 #[derive(Debug)]
 pub(crate) struct SlotCache {
+    ready: Mutex<Ready>,
+}
+
+#[derive(Debug)]
+struct Ready {
     /// Per class: slots Allocated to us, newest last.
-    ready: Mutex<Vec<Vec<Located>>>,
+    slots: Vec<Vec<Located>>,
+    /// The allocator's reclaim count when every cached slot was last known to
+    /// be ours (see `Magazine`): while it stands, a pop needs no check.
+    reclaims_seen: u64,
 }
 
 impl SlotCache {
     pub(crate) fn new(classes: usize) -> Self {
-        SlotCache { ready: Mutex::new(vec![Vec::with_capacity(READY_PER_CLASS); classes]) }
+        SlotCache { ready: Mutex::new(Ready { slots: vec![Vec::with_capacity(READY_PER_CLASS); classes], reclaims_seen: 0 }) }
     }
 
     /// A ready slot of `class` still ours, if the cache is free and has one.
     #[inline]
     pub(crate) fn pop(&self, alloc: &Alloc, me: PeerId, class: usize) -> Option<Located> {
         let mut ready = self.ready.try_lock().ok()?;
-        let slots = ready.get_mut(class)?;
-        while let Some(l) = slots.pop() {
-            // A slot reclaimed while we lived (we were presumed dead) is not ours.
-            if alloc.is_ours(&l, me) {
-                return Some(l);
+        let now = alloc.reclaims();
+        if now != ready.reclaims_seen {
+            // Someone reclaimed (perhaps us, presumed dead while alive): keep only
+            // the slots still ours.
+            ready.reclaims_seen = now;
+            for class in &mut ready.slots {
+                class.retain(|l| alloc.is_ours(l, me));
             }
         }
-        None
+        ready.slots.get_mut(class)?.pop()
     }
 
     /// Takes back a slot we hold (unsent, or received and read): ready for
@@ -48,7 +58,7 @@ impl SlotCache {
     #[inline]
     pub(crate) fn keep(&self, alloc: &Alloc, me: PeerId, l: &Located) {
         if let Ok(mut ready) = self.ready.try_lock() {
-            if let Some(slots) = ready.get_mut(l.handle().class()) {
+            if let Some(slots) = ready.slots.get_mut(l.handle().class()) {
                 if slots.len() < READY_PER_CLASS {
                     // Stale (reclaimed meanwhile) handles fail here: nothing to keep.
                     if let Ok(fresh) = alloc.recycle_held(l, me) {
@@ -65,6 +75,6 @@ impl SlotCache {
     /// Frees everything cached; returns how many slots went back.
     pub(crate) fn flush(&self, alloc: &Alloc) -> usize {
         let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        ready.iter_mut().flat_map(|class| class.drain(..)).filter(|l| alloc.free(l.handle()).is_ok()).count()
+        ready.slots.iter_mut().flat_map(|class| class.drain(..)).filter(|l| alloc.free(l.handle()).is_ok()).count()
     }
 }

@@ -1317,9 +1317,21 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         self.w(H_RECLAIMS).fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Magazine support: reclaim passes so far (see `H_RECLAIMS`).
+    /// Reclaim passes started so far ([`reclaim_peer`](Self::reclaim_peer),
+    /// [`sweep_lost_slots`](Self::sweep_lost_slots)). A cache of slots that sees
+    /// the same count as when it last checked them knows none was taken from it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use numashm_varslot::{Config, HeapAllocator};
+    /// let a = HeapAllocator::new(&Config::new().class(64, 1)).unwrap();
+    /// let before = a.reclaims();
+    /// a.reclaim_peer(3);
+    /// assert_eq!(a.reclaims(), before + 1);
+    /// ```
     #[inline(always)]
-    pub(crate) fn reclaims(&self) -> u64 {
+    pub fn reclaims(&self) -> u64 {
         // Acquire: pairs with `count_reclaim`.
         self.w(H_RECLAIMS).load(Ordering::Acquire)
     }
