@@ -1,30 +1,48 @@
-//! The per-process slot cache in front of the allocator's shared free lists.
+//! The slot cache in front of the allocator's shared free lists.
 //!
 //! Freed slots stay Allocated to this process (so recovery still finds them if
 //! it dies) and are handed out again by the next `Sender::alloc` of their class:
 //! an alloc then touches only the slot's own metadata line, never the class's
 //! shared free-list head. Entries are [`Located`]: looked up once when cached,
-//! so taking one out is one load (is it still ours?) and putting one back is
-//! one CAS predicted without a load.
+//! so every later transition is one CAS predicted without a load.
+//!
+//! The cache is per thread (a thread-local, for the segment the thread used
+//! last), so its hot path takes no lock: a lock is two locked instructions per
+//! use, and on a cross-process round trip every instruction between receiving
+//! and replying is latency. Slots of a thread that exits, or that turns to
+//! another segment, go to the segment's shared depot, where any thread's cache
+//! refills from. Nothing in the thread-local ever touches segment memory unless
+//! its segment is the one being used, so a cache that outlives its segment is
+//! only a list of dead handles (the segment's drop reclaimed the slots).
 
-use std::sync::Mutex;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use numashm_varslot::{Located, PeerId, SharedAllocator};
 
 use crate::memory::RegionMemory;
+use crate::sync::{AtomicU64, Ordering};
 
-/// Slots kept ready per class.
+/// Slots kept per class in a thread's cache.
 pub(crate) const READY_PER_CLASS: usize = 32;
 
 type Alloc = SharedAllocator<RegionMemory>;
 
+/// Slots parked by threads that left (or switched segments), per class.
+type Depot = Mutex<Vec<Vec<Located>>>;
+
+/// One per segment: its identity for the thread-locals and its depot.
 #[derive(Debug)]
 pub(crate) struct SlotCache {
-    ready: Mutex<Ready>,
+    id: u64,
+    depot: Arc<Depot>,
 }
 
-#[derive(Debug)]
-struct Ready {
+/// A thread's cache for one segment.
+struct ThreadCache {
+    /// `SlotCache::id` of the segment these slots belong to (0 = none).
+    id: u64,
+    depot: Option<Arc<Depot>>,
     /// Per class: slots Allocated to us, newest last.
     slots: Vec<Vec<Located>>,
     /// The allocator's reclaim count when every cached slot was last known to
@@ -32,49 +50,129 @@ struct Ready {
     reclaims_seen: u64,
 }
 
-impl SlotCache {
-    pub(crate) fn new(classes: usize) -> Self {
-        SlotCache { ready: Mutex::new(Ready { slots: vec![Vec::with_capacity(READY_PER_CLASS); classes], reclaims_seen: 0 }) }
-    }
+impl ThreadCache {
+    const EMPTY: ThreadCache = ThreadCache { id: 0, depot: None, slots: Vec::new(), reclaims_seen: 0 };
 
-    /// A ready slot of `class` still ours, if the cache is free and has one.
-    #[inline]
-    pub(crate) fn pop(&self, alloc: &Alloc, me: PeerId, class: usize) -> Option<Located> {
-        let mut ready = self.ready.try_lock().ok()?;
-        let now = alloc.reclaims();
-        if now != ready.reclaims_seen {
-            // Someone reclaimed (perhaps us, presumed dead while alive): keep only
-            // the slots still ours.
-            ready.reclaims_seen = now;
-            for class in &mut ready.slots {
-                class.retain(|l| alloc.is_ours(l, me));
-            }
-        }
-        ready.slots.get_mut(class)?.pop()
-    }
-
-    /// Takes back a slot we hold (unsent, or received and read): ready for
-    /// reuse, or freed when the cache is busy or full.
-    #[inline]
-    pub(crate) fn keep(&self, alloc: &Alloc, me: PeerId, l: &Located) {
-        if let Ok(mut ready) = self.ready.try_lock() {
-            if let Some(slots) = ready.slots.get_mut(l.handle().class()) {
-                if slots.len() < READY_PER_CLASS {
-                    // Stale (reclaimed meanwhile) handles fail here: nothing to keep.
-                    if let Ok(fresh) = alloc.recycle_held(l, me) {
-                        slots.push(fresh);
-                    }
-                    return;
+    /// Moves every slot to the depot of the segment it belongs to. Touches no
+    /// segment memory: that segment may be gone.
+    fn park(&mut self) {
+        if let Some(depot) = self.depot.take() {
+            let mut parked = depot.lock().unwrap_or_else(|p| p.into_inner());
+            for (class, slots) in self.slots.iter_mut().enumerate() {
+                if let Some(to) = parked.get_mut(class) {
+                    to.append(slots);
                 }
             }
         }
-        // A failure means it was reclaimed already (we were presumed dead).
-        let _ = alloc.free(l.handle());
+        self.slots.clear();
+        self.id = 0;
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        self.park();
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<ThreadCache> = const { RefCell::new(ThreadCache::EMPTY) };
+}
+
+/// Source of `SlotCache::id`s: unique within the process, never reused.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SlotCache {
+    pub(crate) fn new(classes: usize) -> Self {
+        // Relaxed: only uniqueness matters.
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        SlotCache { id, depot: Arc::new(Mutex::new(vec![Vec::new(); classes])) }
     }
 
-    /// Frees everything cached; returns how many slots went back.
+    /// Runs `f` on this thread's cache, made this segment's first if it held
+    /// another's. `None` while the thread-local is busy or being destroyed.
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+        CACHE
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                if c.id != self.id {
+                    c.park();
+                    c.id = self.id;
+                    c.depot = Some(self.depot.clone());
+                    c.slots = vec![Vec::new(); self.depot.lock().map_or(0, |d| d.len())];
+                }
+                Some(f(&mut c))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// A cached slot of `class` still ours, if there is one.
+    #[inline]
+    pub(crate) fn pop(&self, alloc: &Alloc, me: PeerId, class: usize) -> Option<Located> {
+        self.with(|c| {
+            let now = alloc.reclaims();
+            if now != c.reclaims_seen {
+                // Someone reclaimed (perhaps us, presumed dead while alive): keep
+                // only the slots still ours.
+                c.reclaims_seen = now;
+                for slots in &mut c.slots {
+                    slots.retain(|l| alloc.is_ours(l, me));
+                }
+            }
+            let slots = c.slots.get_mut(class)?;
+            if slots.is_empty() {
+                self.refill(slots, class);
+                // Slots another thread parked were checked only by its count.
+                slots.retain(|l| alloc.is_ours(l, me));
+            }
+            slots.pop()
+        })
+        .flatten()
+    }
+
+    #[cold]
+    fn refill(&self, slots: &mut Vec<Located>, class: usize) {
+        if let Ok(mut depot) = self.depot.try_lock() {
+            if let Some(parked) = depot.get_mut(class) {
+                let keep = parked.len().saturating_sub(READY_PER_CLASS / 2);
+                slots.extend(parked.drain(keep..));
+            }
+        }
+    }
+
+    /// Takes back a slot we hold (unsent, or received and read): recycled into
+    /// this thread's cache, or freed when it is full or unavailable.
+    #[inline]
+    pub(crate) fn keep(&self, alloc: &Alloc, me: PeerId, l: &Located) {
+        let kept = self.with(|c| match c.slots.get_mut(l.handle().class()) {
+            Some(slots) if slots.len() < READY_PER_CLASS => {
+                // Stale (reclaimed meanwhile) handles fail here: nothing to keep.
+                if let Ok(fresh) = alloc.recycle_held(l, me) {
+                    slots.push(fresh);
+                }
+                true
+            }
+            _ => false,
+        });
+        if kept != Some(true) {
+            // A failure means it was reclaimed already (we were presumed dead).
+            let _ = alloc.free(l.handle());
+        }
+    }
+
+    /// Frees the calling thread's cached slots and the depot's; returns how many
+    /// slots went back. (Other live threads keep theirs until they exit or
+    /// call this.)
     pub(crate) fn flush(&self, alloc: &Alloc) -> usize {
-        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
-        ready.slots.iter_mut().flat_map(|class| class.drain(..)).filter(|l| alloc.free(l.handle()).is_ok()).count()
+        let mut n = 0;
+        let mut free_all = |slots: &mut Vec<Located>| {
+            n += slots.drain(..).filter(|l| alloc.free(l.handle()).is_ok()).count();
+        };
+        let _ = self.with(|c| c.slots.iter_mut().for_each(&mut free_all));
+        let mut depot = self.depot.lock().unwrap_or_else(|p| p.into_inner());
+        depot.iter_mut().for_each(&mut free_all);
+        n
     }
 }

@@ -314,8 +314,8 @@ pub struct Segment {
     /// NUMA nodes nearest first from the CPU this process attached on (getcpu +
     /// hwloc distances): the order `Sender::alloc` prefers extents in.
     pub(crate) alloc_order: Vec<u32>,
-    /// Slots this process freed and keeps for its next allocations (see
-    /// `cache.rs`).
+    /// Slots this process's threads freed and keep for their next allocations
+    /// (see `cache.rs`).
     pub(crate) cache: SlotCache,
     host: bool,
 }
@@ -699,10 +699,12 @@ impl Segment {
         (self.layout.header_off, self.layout.peers_off, self.layout.rings_off, self.layout.alloc_off)
     }
 
-    /// Frees the slots this process keeps cached for its next allocations
-    /// (normally they are reused by `Sender::alloc`, and reclaimed with the peer
-    /// when it detaches or dies). For exact accounting, e.g. before counting free
-    /// slots through [`Segment::allocator`].
+    /// Frees the slots the calling thread keeps cached for its next allocations,
+    /// and those parked by threads that exited (normally they are reused by
+    /// `Sender::alloc`, and reclaimed with the peer when it detaches or dies).
+    /// For exact accounting, e.g. before counting free slots through
+    /// [`Segment::allocator`]; other live threads' caches are theirs (each holds
+    /// at most 32 slots per class).
     ///
     /// # Examples
     ///
