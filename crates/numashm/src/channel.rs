@@ -232,6 +232,7 @@ impl Segment {
     fn claim_end(&self, ring: usize, slot: &RingSlot, word: usize, name: &'static str) -> Result<(), SegmentError> {
         let me = u64::from(peer_id(self.me));
         let end = slot.ends.at(word);
+        let mut recovered = false;
         loop {
             // Acquire: see what the previous holder did before releasing the end.
             let cur = end.load(Ordering::Acquire);
@@ -248,9 +249,26 @@ impl Segment {
                 if held || cur == u64::MAX {
                     return Err(SegmentError::EndTaken { ring, end: name, peer: holder });
                 }
+                // A dead holder: never just take its end over. A producer may have
+                // died between marking a slot in flight and pushing it, which only
+                // its pending-send record tells; a consumer's ring holds slots in
+                // flight to it. Recover it (any peer may), which frees the end.
+                if !recovered {
+                    recovered = true;
+                    self.recover_dead_peers();
+                    continue;
+                }
+                // Still named after a recovery (its entry was already released, e.g.
+                // by a recoverer that died half-way): clean up this end alone.
+                let _ = if word == END_PRODUCER {
+                    crate::segment::release_producer_end(holder, &self.alloc, slot)
+                } else {
+                    crate::segment::release_consumer_end(holder, &self.alloc, slot)
+                };
+                continue;
             }
             // AcqRel: exactly one claimer wins the end.
-            if end.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if end.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 return Ok(());
             }
         }

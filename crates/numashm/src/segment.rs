@@ -915,56 +915,71 @@ fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings:
 
 /// Gives back everything peer `i` holds. Returns the slots reclaimed.
 pub(crate) fn release_peer(i: u32, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot]) -> usize {
-    let id = u64::from(peer_id(i));
     let n = alloc.reclaim_peer(peer_id(i));
     for r in rings {
-        // Its producer end: finish a send it died in the middle of, then free the end;
-        // what it already pushed stays for the consumer. Taking the end first (AcqRel)
-        // makes this recoverer the only one looking at the pending record.
-        if r.ends.at(END_PRODUCER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            // Acquire: pairs with the sender's Release store of the position, so
-            // the handle read next is the one written before it.
-            let at = r.ends.at(END_PENDING_AT).load(Ordering::Acquire);
-            // Relaxed: ordered by the Acquire above.
-            let pending = r.ends.at(END_PENDING).load(Ordering::Relaxed);
-            let pushed = r.spsc.as_ref().map(|s| s.pushed());
-            if let Some(h) = Handle::from_u64(pending).filter(|_| pushed == Some(at)) {
-                // Marked in flight (perhaps) but its push never happened: nobody
-                // can pop it, so free it here. `take` succeeds only if it is in
-                // flight (if it is still Allocated to the dead peer, the reclaim
-                // above freed it already).
-                if alloc.take(h, peer_id(i)).is_ok() {
-                    let _ = alloc.free(h);
-                }
-            }
-            r.ends.at(END_PENDING).store(0, Ordering::Relaxed); // Relaxed: published by the Release below
-            // Release: the cleanup happens before the end is free for the next producer.
-            r.ends.at(END_PRODUCER).store(0, Ordering::Release);
+        release_producer_end(i, alloc, r);
+        release_consumer_end(i, alloc, r);
+    }
+    n
+}
+
+/// If peer `i` (dead, or leaving) holds `r`'s producer end: finish a send it died
+/// in the middle of, then free the end; what it already pushed stays for the
+/// consumer. Taking the end first (AcqRel) makes this caller the only one
+/// looking at the pending record. Returns whether this call freed the end.
+pub(crate) fn release_producer_end(i: u32, alloc: &SharedAllocator<RegionMemory>, r: &RingSlot) -> bool {
+    let id = u64::from(peer_id(i));
+    if r.ends.at(END_PRODUCER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return false;
+    }
+    // Acquire: pairs with the sender's Release store of the position, so the
+    // handle read next is the one written before it.
+    let at = r.ends.at(END_PENDING_AT).load(Ordering::Acquire);
+    // Relaxed: ordered by the Acquire above.
+    let pending = r.ends.at(END_PENDING).load(Ordering::Relaxed);
+    let pushed = r.spsc.as_ref().is_some_and(|s| s.written(at));
+    if let Some(h) = Handle::from_u64(pending).filter(|_| !pushed) {
+        // Marked in flight (perhaps) but its push never happened: nobody can pop
+        // it, so free it here. `take` succeeds only if it is in flight (if it is
+        // still Allocated to the dead peer, its reclaim frees it).
+        if alloc.take(h, peer_id(i)).is_ok() {
+            let _ = alloc.free(h);
         }
-        // Its consumer end: take it over (one recoverer wins), drain what was
-        // in flight to it (already reclaimed above), then free the end.
-        if r.ends.at(END_CONSUMER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            if let Some(s) = &r.spsc {
-                if let Ok(mut c) = s.consumer() {
-                    let mut buf = [0u64; 64];
-                    while let Ok(k @ 1..) = c.pop_into(&mut buf) {
-                        // In flight to the dead peer: reclaimed above (stale now). In
-                        // flight to the ring (sent before it claimed the end): free here.
-                        for h in buf[..k].iter().filter_map(|&raw| Handle::from_u64(raw)) {
-                            if alloc.take(h, peer_id(i)).is_ok() {
-                                let _ = alloc.free(h);
-                            }
-                        }
+    }
+    r.ends.at(END_PENDING).store(0, Ordering::Relaxed); // Relaxed: published by the Release below
+    // Release: the cleanup happens before the end is free for the next producer.
+    r.ends.at(END_PRODUCER).store(0, Ordering::Release);
+    true
+}
+
+/// If peer `i` (dead, or leaving) holds `r`'s consumer end: take it over (one
+/// caller wins), drain what was in flight to it (a dead peer's reclaim frees
+/// those; slots in flight to the ring itself are freed here), then free the
+/// end. Returns whether this call freed the end.
+pub(crate) fn release_consumer_end(i: u32, alloc: &SharedAllocator<RegionMemory>, r: &RingSlot) -> bool {
+    let id = u64::from(peer_id(i));
+    if r.ends.at(END_CONSUMER).compare_exchange(id, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return false;
+    }
+    if let Some(s) = &r.spsc {
+        if let Ok(mut c) = s.consumer() {
+            let mut buf = [0u64; 64];
+            while let Ok(k @ 1..) = c.pop_into(&mut buf) {
+                // In flight to the dead peer: reclaimed with it (stale then). In
+                // flight to the ring (sent before it claimed the end): free here.
+                for h in buf[..k].iter().filter_map(|&raw| Handle::from_u64(raw)) {
+                    if alloc.take(h, peer_id(i)).is_ok() {
+                        let _ = alloc.free(h);
                     }
                 }
             }
-            // Release: the drain happens before the end is free for the next consumer.
-            r.ends.at(END_CONSUMER).store(0, Ordering::Release);
-            // A producer parked on "space available" may go on.
-            let _ = r.space_bell.notify();
         }
     }
-    n
+    // Release: the drain happens before the end is free for the next consumer.
+    r.ends.at(END_CONSUMER).store(0, Ordering::Release);
+    // A producer parked on "space available" may go on.
+    let _ = r.space_bell.notify();
+    true
 }
 
 impl Drop for Segment {

@@ -187,7 +187,20 @@ fn killed_guests_are_recovered_and_no_slot_is_lost() {
         let swept = host.sweep_lost_slots().expect("the host is the only peer");
         swept_total += swept;
         // The host may have grown classes meanwhile: count against the current total.
-        assert_eq!(count_free(&host, 999), total_slots(&host), "round {round}: every slot accounted for");
+        host.flush_cache();
+        let census = host.allocator().census();
+        if census.owners.iter().any(|o| o.0 == 1) {
+            eprintln!("DEBUG round {round}: host owns {:#x?}", host.allocator().owned_by(1));
+        }
+        let free_now: usize = census.extents.iter().map(|e| e.free).sum();
+        assert_eq!(
+            count_free(&host, 999),
+            total_slots(&host),
+            "round {round}: every slot accounted for (before counting: {free_now} free, owners (peer, allocated, in flight) {:?}; \
+             ring ends {:?})",
+            census.owners,
+            (0..host.ring_count()).map(|i| host.ring_info(i).map(|r| (r.producer, r.consumer, r.fill))).collect::<Vec<_>>()
+        );
         assert!(host.peers().iter().all(|p| p.state == PeerState::Empty || p.index == host.peer_index()), "no stuck peer slot");
     }
     println!(

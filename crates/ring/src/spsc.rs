@@ -114,6 +114,31 @@ impl<M: RingMemory> Spsc<M> {
         Ok((head, tail))
     }
 
+    /// Whether position `pos` was pushed: its cell's stamp says so, or the
+    /// producer's published index is past it. A recoverer asks this about the
+    /// position a dead producer recorded before pushing: the stamp is the push's
+    /// linearisation point (a consumer pops by it), and the producer may have
+    /// died between storing the stamp and its index.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = numashm_ring::Spsc::new(4)?;
+    /// let mut tx = ring.producer()?;
+    /// assert!(!ring.written(tx.position()));
+    /// tx.push(7).unwrap();
+    /// assert!(ring.written(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn written(&self, pos: u64) -> bool {
+        let stamped = self.mem.words().get(stamp_word(pos, self.mask)).is_some_and(|stamp| {
+            // Acquire: SYNC spsc-publish, as for a consumer.
+            stamp.load(Ordering::Acquire) == pos.wrapping_add(1)
+        });
+        let past = self.pushed().wrapping_sub(pos).wrapping_sub(1) < self.capacity;
+        stamped || past
+    }
+
     /// The producer's published index: how many values were pushed since the
     /// ring was made (or last reset). A push is complete exactly when this has
     /// moved past its position (see [`SpscProducer::position`]).
