@@ -6,9 +6,9 @@
 //!         position (Release) → mark_in_flight(h, 2) → push h
 //! receiver (peer 2, alive): pop → accept(h) (in flight to it: ours already, no
 //!         CAS) → read → free (must succeed: nobody freed it under the reader)
-//! recoverer (after the sender died): reclaim_peer(1); if the ring's published
-//!         tail is still pending_at (the push never happened): take(h) (only
-//!         possible while in flight) → free
+//! recoverer (after the sender died): reclaim_peer(1); if the ring says
+//!         position pending_at was never written (`Spsc::written`: stamp or
+//!         tail): take(h) (only possible while in flight) → free
 //!
 //! For every death point (0..=5 steps done), every interleaving with the live
 //! receiver ends with every slot free exactly once: none lost, none freed twice,
@@ -97,7 +97,7 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
             a.reclaim_peer(SENDER);
             let at = pending_at.load(Ordering::Acquire);
             let raw = pending.load(Ordering::Relaxed);
-            if let Some(h) = Handle::from_u64(raw).filter(|_| ring.pushed() == at) {
+            if let Some(h) = Handle::from_u64(raw).filter(|_| !ring.written(at)) {
                 if a.take(h, RECOVERER).is_ok() {
                     a.free(h).unwrap();
                 }
