@@ -38,14 +38,12 @@ fn libc_einval() -> i32 {
 // the region's mapped length, which only grows, capped by `max_len`; 3. released
 // ranges stay mapped (fallocate punch hole keeps the mapping).
 unsafe impl SegmentMemory for RegionMemory {
-    #[inline]
     fn base(&self) -> NonNull<u8> {
         // SAFETY: offset < max_len, inside the region's reservation.
         let p = unsafe { self.region.as_ptr().add(self.offset) };
         NonNull::new(p).expect("region base is never null")
     }
 
-    #[inline]
     fn mapped_len(&self) -> usize {
         self.region.len().saturating_sub(self.offset)
     }

@@ -1365,7 +1365,6 @@ impl Region {
     /// assert_eq!(r.as_ptr() as usize % 4096, 0);
     /// # Ok::<(), numashm_region::RegionError>(())
     /// ```
-    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
     }
@@ -1392,7 +1391,6 @@ impl Region {
     /// assert_eq!(r.len(), 64 << 10);
     /// # Ok::<(), numashm_region::RegionError>(())
     /// ```
-    #[inline]
     pub fn len(&self) -> usize {
         // Acquire: SYNC local-mapped, so callers may touch what the length covers.
         self.mapped.load(Ordering::Acquire)
