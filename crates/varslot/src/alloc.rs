@@ -780,19 +780,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     /// ```
     #[inline]
     pub fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
-        let hot = self.hot();
-        let l = self.locate(hot, h)?;
-        let meta_w = hot.meta_word(l.class, l.ext, l.slot);
-        let g = next_gen(h.generation());
-        // Relaxed: a first guess, validated by the CAS.
-        let mut cur = meta_w.load(Ordering::Relaxed);
-        loop {
-            check(cur, h)?;
-            // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
-            match meta_w.compare_exchange(cur, meta(S_ALLOCATED, g, peer), Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
+        self.recycle_indexed(h, peer).map(|(fresh, _)| fresh)
+    }
         }
         Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })
     }
@@ -802,8 +791,8 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         (&self.layout, self.hot().w)
     }
 
-    /// Magazine support: [`recycle`](Self::recycle) that also returns the index of
-    /// the slot's metadata word, so the cache can re-check the slot with one load.
+    /// [`recycle`](Self::recycle) that also returns the index of the slot's
+    /// metadata word (for the magazine, which re-checks cached slots by it).
     #[inline(always)]
     pub(crate) fn recycle_indexed(&self, h: Handle, peer: PeerId) -> Result<(Handle, usize), HandleError> {
         let hot = self.hot();
