@@ -782,9 +782,6 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     pub fn recycle(&self, h: Handle, peer: PeerId) -> Result<Handle, HandleError> {
         self.recycle_indexed(h, peer).map(|(fresh, _)| fresh)
     }
-        }
-        Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })
-    }
 
     /// Magazine support: the validated local layout and the control words.
     pub(crate) fn layout_and_words(&self) -> (&Layout, &[AtomicU64]) {
