@@ -937,8 +937,9 @@ pub(crate) fn release_producer_end(i: u32, alloc: &SharedAllocator<RegionMemory>
     let at = r.ends.at(END_PENDING_AT).load(Ordering::Acquire);
     // Relaxed: ordered by the Acquire above.
     let pending = r.ends.at(END_PENDING).load(Ordering::Relaxed);
-    let pushed = r.spsc.as_ref().is_some_and(|s| s.written(at));
-    if let Some(h) = Handle::from_u64(pending).filter(|_| !pushed) {
+    // Only SPSC producers keep a pending record.
+    let unpushed = r.spsc.as_ref().is_some_and(|s| !s.written(at));
+    if let Some(h) = Handle::from_u64(pending).filter(|_| unpushed) {
         // Marked in flight (perhaps) but its push never happened: nobody can pop
         // it, so free it here. `take` succeeds only if it is in flight (if it is
         // still Allocated to the dead peer, its reclaim frees it).
