@@ -87,23 +87,13 @@ pub fn malloc_free(iters: u64) -> f64 {
     })
 }
 
-fn comparison(name: &'static str, baseline_label: &'static str, (o, o99, b, b99): (f64, f64, f64, f64), target: f64) -> Comparison {
-    Comparison {
-        name,
-        ours_label: if name.contains("magazine") {
-            "segment allocator through a per-peer magazine: alloc (1 KiB class) + free, one thread"
-        } else {
-            "segment allocator: alloc (1 KiB class) + free, one thread"
-        },
-        baseline_label,
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target,
-        higher_is_better: false,
-    }
+fn comparison(name: &'static str, baseline_label: &'static str, medians: crate::Medians, target: f64) -> Comparison {
+    let ours_label = if name.contains("magazine") {
+        "segment allocator through a per-peer magazine: alloc (1 KiB class) + free, one thread"
+    } else {
+        "segment allocator: alloc (1 KiB class) + free, one thread"
+    };
+    Comparison::times(name, ours_label, baseline_label, medians, target)
 }
 
 /// `alloc_vs_pool`: ours vs `ArrayQueue<u32>` pop + push.
@@ -223,21 +213,10 @@ fn scaling(name: &'static str, work: fn(&Segment, u64) -> f64, ours_label: &'sta
     let _pin = Pinned::to(0);
     let seg = segment();
     let n = iters(budget);
-    let (o, o99, b, b99) = with_two_threads(&seg, work, |round| {
+    let medians = with_two_threads(&seg, work, |round| {
         interleave(budget.rounds, || crate::ns(round(n)) / (2 * n) as f64, || work(&seg, n))
     });
-    Comparison {
-        name,
-        ours_label,
-        baseline_label: "one thread, same",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: b / o,
-        target: 1.5,
-        higher_is_better: true,
-    }
+    Comparison::rates(name, ours_label, "one thread, same", medians, 1.5)
 }
 
 /// Every allocator comparison, in report order.

@@ -51,7 +51,48 @@ pub struct Comparison {
     pub higher_is_better: bool,
 }
 
+/// Medians and 99th percentiles from [`interleave`]: `(ours, ours p99, baseline, baseline p99)`.
+pub type Medians = (f64, f64, f64, f64);
+
 impl Comparison {
+    /// A comparison of times per operation: ratio ours ÷ baseline, lower is better.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm_benches::Comparison::times("x", "ours", "base", (5.0, 6.0, 10.0, 11.0), 0.8);
+    /// assert_eq!((c.ratio, c.meets_target()), (0.5, true));
+    /// ```
+    pub fn times(name: &'static str, ours_label: &'static str, baseline_label: &'static str, m: Medians, target: f64) -> Self {
+        let (o, o99, b, b99) = m;
+        Comparison {
+            name,
+            ours_label,
+            baseline_label,
+            ours_ns: o,
+            ours_p99_ns: o99,
+            baseline_ns: b,
+            baseline_p99_ns: b99,
+            ratio: o / b,
+            target,
+            higher_is_better: false,
+        }
+    }
+
+    /// A comparison of rates, measured as times per operation: ratio baseline ÷
+    /// ours (our operations per second ÷ the baseline's), higher is better.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm_benches::Comparison::rates("x", "ours", "base", (5.0, 6.0, 10.0, 11.0), 1.5);
+    /// assert_eq!((c.ratio, c.meets_target()), (2.0, true));
+    /// ```
+    pub fn rates(name: &'static str, ours_label: &'static str, baseline_label: &'static str, m: Medians, target: f64) -> Self {
+        let (o, _, b, _) = m;
+        Comparison { ratio: b / o, higher_is_better: true, ..Self::times(name, ours_label, baseline_label, m, target) }
+    }
+
     /// Whether the target is met.
     pub fn meets_target(&self) -> bool {
         if self.higher_is_better {
@@ -90,7 +131,7 @@ pub fn interleave(
     rounds: usize,
     mut ours: impl FnMut() -> f64,
     mut baseline: impl FnMut() -> f64,
-) -> (f64, f64, f64, f64) {
+) -> Medians {
     // Warm both paths (page cache, topology, branch predictors).
     ours();
     baseline();

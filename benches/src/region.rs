@@ -68,19 +68,14 @@ pub fn create_raw(node: u32) -> Duration {
 pub fn compare_create(budget: Budget) -> Comparison {
     let node = first_node();
     let rounds = budget.rounds.min(21);
-    let (o, o99, b, b99) = interleave(rounds, || ns(create_ours(node)), || ns(create_raw(node)));
-    Comparison {
-        name: "region_create",
-        ours_label: "create+bind+commit+populate 64 MiB memfd region",
-        baseline_label: "memfd_create+ftruncate+mmap+mbind+MADV_POPULATE_WRITE",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target: 1.1,
-        higher_is_better: false,
-    }
+    let medians = interleave(rounds, || ns(create_ours(node)), || ns(create_raw(node)));
+    Comparison::times(
+        "region_create",
+        "create+bind+commit+populate 64 MiB memfd region",
+        "memfd_create+ftruncate+mmap+mbind+MADV_POPULATE_WRITE",
+        medians,
+        1.1,
+    )
 }
 
 /// A host region and a guest attached to it through a second mapping.
@@ -99,7 +94,7 @@ pub fn compare_check_and_remap(budget: Budget) -> Comparison {
     let (_host, guest) = host_and_guest(MIB, 4 * MIB, true);
     let fd: OwnedFd = guest.as_fd().try_clone_to_owned().expect("dup");
     let iters = 200_000;
-    let (o, o99, b, b99) = interleave(
+    let medians = interleave(
         budget.rounds,
         || {
             per_op(iters, || {
@@ -112,18 +107,13 @@ pub fn compare_check_and_remap(budget: Budget) -> Comparison {
             })
         },
     );
-    Comparison {
-        name: "check_and_remap",
-        ours_label: "guest check_and_remap(), nothing changed",
-        baseline_label: "one fstat on the backing fd",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target: 0.05,
-        higher_is_better: false,
-    }
+    Comparison::times(
+        "check_and_remap",
+        "guest check_and_remap(), nothing changed",
+        "one fstat on the backing fd",
+        medians,
+        0.05,
+    )
 }
 
 /// Ours: grow 64 → 128 MiB and have a guest map it. Setup is not timed.
@@ -183,38 +173,28 @@ pub fn grow_raw(commit: bool) -> Duration {
 
 /// `grow`: the mechanism (no commit on either side), as the benchmark defines it.
 pub fn compare_grow(budget: Budget) -> Comparison {
-    let (o, o99, b, b99) = interleave(budget.rounds, || ns(grow_ours(false)), || ns(grow_raw(false)));
-    Comparison {
-        name: "grow",
-        ours_label: "resize 64->128 MiB + guest check_and_remap (commit off)",
-        baseline_label: "ftruncate + mmap(MAP_FIXED) of the new half in host and guest views",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target: 1.2,
-        higher_is_better: false,
-    }
+    let medians = interleave(budget.rounds, || ns(grow_ours(false)), || ns(grow_raw(false)));
+    Comparison::times(
+        "grow",
+        "resize 64->128 MiB + guest check_and_remap (commit off)",
+        "ftruncate + mmap(MAP_FIXED) of the new half in host and guest views",
+        medians,
+        1.2,
+    )
 }
 
 /// `grow_committed`: the default (memory committed before publishing) vs the
 /// raw sequence doing the same fallocate.
 pub fn compare_grow_committed(budget: Budget) -> Comparison {
     let rounds = budget.rounds.min(21);
-    let (o, o99, b, b99) = interleave(rounds, || ns(grow_ours(true)), || ns(grow_raw(true)));
-    Comparison {
-        name: "grow_committed",
-        ours_label: "resize 64->128 MiB committed + guest check_and_remap",
-        baseline_label: "fallocate + ftruncate + mmap(MAP_FIXED) of the new half in host and guest views",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target: 1.2,
-        higher_is_better: false,
-    }
+    let medians = interleave(rounds, || ns(grow_ours(true)), || ns(grow_raw(true)));
+    Comparison::times(
+        "grow_committed",
+        "resize 64->128 MiB committed + guest check_and_remap",
+        "fallocate + ftruncate + mmap(MAP_FIXED) of the new half in host and guest views",
+        medians,
+        1.2,
+    )
 }
 
 /// Every region comparison.

@@ -228,17 +228,12 @@ pub fn compare_spsc_vs_rtrb(budget: Budget) -> Comparison {
     let max = Duration::from_millis(if quick { 100 } else { 200 });
     let per = |(got, d): (u64, Duration)| crate::ns(d) / got.max(1) as f64;
     let rtrb = std::cell::RefCell::new(RtrbRing::default());
-    let (o, o99, b, b99) = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
-    Comparison {
-        name: "spsc_vs_rtrb",
-        ours_label: "u64 handles one at a time through our SPSC ring in a memfd region, cap 1024, two threads",
-        baseline_label: "rtrb 0.3, same capacity, one at a time, two threads",
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: b / o,
-        target: 1.0,
-        higher_is_better: true,
-    }
+    let medians = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
+    Comparison::rates(
+        "spsc_vs_rtrb",
+        "u64 handles one at a time through our SPSC ring in a memfd region, cap 1024, two threads",
+        "rtrb 0.3, same capacity, one at a time, two threads",
+        medians,
+        1.0,
+    )
 }

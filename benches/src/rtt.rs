@@ -169,27 +169,6 @@ fn cap(budget: Budget) -> Duration {
     Duration::from_millis(iters(budget, 80, 150))
 }
 
-fn comparison(
-    name: &'static str,
-    ours_label: &'static str,
-    baseline_label: &'static str,
-    (o, o99, b, b99): (f64, f64, f64, f64),
-    target: f64,
-) -> Comparison {
-    Comparison {
-        name,
-        ours_label,
-        baseline_label,
-        ours_ns: o,
-        ours_p99_ns: o99,
-        baseline_ns: b,
-        baseline_p99_ns: b99,
-        ratio: o / b,
-        target,
-        higher_is_better: false,
-    }
-}
-
 /// `rtt_vs_floor`: our 64 B round trip vs 64 B + a flag flip on a shared page.
 pub fn compare_rtt_vs_floor(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
@@ -218,7 +197,7 @@ pub fn compare_rtt_vs_floor(budget: Budget) -> Comparison {
             })
         },
     );
-    comparison(
+    Comparison::times(
         "rtt_vs_floor",
         "64 B round trip between two processes: alloc, write, send / try_recv, read, free, reply",
         "two processes, shared page: write 64 B + flip a flag, the other reads, writes 64 B, flips back",
@@ -242,7 +221,7 @@ pub fn compare_rtt_4m_vs_64b(budget: Budget) -> Comparison {
         })
     };
     let r = interleave(budget.rounds, || one(BIG), || one(PAYLOAD));
-    comparison(
+    Comparison::times(
         "rtt_4m_vs_64b",
         "round trip of a 4 MiB message (payload not touched)",
         "our 64 B round trip",
@@ -263,7 +242,7 @@ pub fn compare_doorbell_vs_eventfd(budget: Budget) -> Comparison {
         || (0..n).map(|_| crate::ns(parked_round_trip(&tx, &rx))).sum::<f64>() / n as f64,
         || (0..n).map(|_| crate::ns(eventfd_round_trip(&pair))).sum::<f64>() / n as f64,
     );
-    comparison(
+    Comparison::times(
         "doorbell_vs_eventfd",
         "64 B round trip, both sides parked between messages (futex doorbell)",
         "two processes ping-ponging through two eventfds (blocking reads)",
