@@ -795,22 +795,10 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         let hot = self.hot();
         let l = self.locate(hot, h)?;
         let idx = l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE;
-        let meta_w = hot.at(idx);
-        let g = next_gen(h.generation());
-        // Relaxed: a first guess, validated by the CAS.
-        let mut cur = meta_w.load(Ordering::Relaxed);
-        loop {
-            check(cur, h)?;
-            // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
-            match meta_w.compare_exchange(cur, meta(S_ALLOCATED, g, peer), Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        let fresh = Handle::pack_in_range(h.class(), l.ext, l.slot, g).ok_or(HandleError::Corrupt { what: "generation" })?;
+        // The guess: a slot its holder `peer` recycles is usually Allocated to it.
+        let (fresh, _) = recycle_word(hot.at(idx), h, meta(S_ALLOCATED, h.generation(), peer), peer)?;
         Ok((fresh, idx))
     }
-
     /// Cache support: is the slot still Allocated to `peer` under `h`'s generation
     /// (it is not if someone reclaimed `peer` while it was alive)?
     ///
@@ -1458,6 +1446,29 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
 fn layout_len(l: &Layout) -> usize {
     l.classes.len() * l.max_extents
+}
+
+/// Recycle's CAS loop on `h`'s metadata word `w`: whatever live word of `h`'s
+/// generation is there (first tried: `guess`, which must be one) becomes
+/// Allocated to `peer` under the next generation. Returns the fresh handle and
+/// the word written.
+#[inline(always)]
+pub(crate) fn recycle_word(w: &AtomicU64, h: Handle, guess: u64, peer: PeerId) -> Result<(Handle, u64), HandleError> {
+    debug_assert!(check(guess, h).is_ok());
+    let next = next_gen(h.generation());
+    let fresh = meta(S_ALLOCATED, next, peer);
+    let mut cur = guess;
+    loop {
+        // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
+        // Failure Relaxed: we only check the new value.
+        match w.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Ok((h.with_generation(next), fresh)),
+            Err(now) => {
+                check(now, h)?;
+                cur = now;
+            }
+        }
+    }
 }
 
 /// Check a metadata word against a handle: the live state, or why not.

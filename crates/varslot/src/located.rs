@@ -9,10 +9,10 @@
 //! slot changed under the holder) falls back to the general, checked path, so
 //! the errors are exactly those of the handle operations.
 
-use crate::alloc::Allocator;
+use crate::alloc::{recycle_word, Allocator};
 use crate::error::HandleError;
 use crate::handle::{Handle, PeerId};
-use crate::layout::{meta, next_gen, S_ALLOCATED, S_IN_FLIGHT};
+use crate::layout::{meta, S_ALLOCATED, S_IN_FLIGHT};
 use crate::memory::SegmentMemory;
 use crate::slot::Slot;
 use crate::sync::Ordering;
@@ -152,23 +152,9 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
 
     #[inline(always)]
     fn recycle_at(&self, h: Handle, meta_index: usize, offset: usize, size: usize, guess: u64, peer: PeerId) -> Result<Located, HandleError> {
-        let w = self.word(meta_index)?;
-        let next = next_gen(h.generation());
-        let fresh = meta(S_ALLOCATED, next, peer);
-        // SYNC slot-state (AcqRel): as in `free`; exactly one of racing frees wins.
-        let mut cur = guess;
-        loop {
-            match w.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => {
-                    self.check_live(now, h)?;
-                    cur = now;
-                }
-            }
-        }
-        Ok(Located { handle: h.with_generation(next), meta: meta_index, offset, size, expect: fresh })
+        let (handle, expect) = recycle_word(self.word(meta_index)?, h, guess, peer)?;
+        Ok(Located { handle, meta: meta_index, offset, size, expect })
     }
-
     /// Is the located slot still Allocated to `peer` as its holder left it (it
     /// is not if `peer` was reclaimed meanwhile)? One load.
     ///
