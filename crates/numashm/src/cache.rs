@@ -35,6 +35,7 @@ type Depot = Mutex<Vec<Vec<Located>>>;
 #[derive(Debug)]
 pub(crate) struct SlotCache {
     id: u64,
+    classes: usize,
     depot: Arc<Depot>,
 }
 
@@ -86,7 +87,7 @@ impl SlotCache {
     pub(crate) fn new(classes: usize) -> Self {
         // Relaxed: only uniqueness matters.
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        SlotCache { id, depot: Arc::new(Mutex::new(vec![Vec::new(); classes])) }
+        SlotCache { id, classes, depot: Arc::new(Mutex::new(vec![Vec::new(); classes])) }
     }
 
     /// Runs `f` on this thread's cache, made this segment's first if it held
@@ -100,7 +101,7 @@ impl SlotCache {
                     c.park();
                     c.id = self.id;
                     c.depot = Some(self.depot.clone());
-                    c.slots = vec![Vec::new(); self.depot.lock().map_or(0, |d| d.len())];
+                    c.slots = vec![Vec::new(); self.classes];
                 }
                 Some(f(&mut c))
             })

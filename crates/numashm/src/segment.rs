@@ -720,8 +720,8 @@ impl Segment {
         self.cache.flush(&self.alloc)
     }
 
-    /// Whether a slot on extent `(class, extent)` is worth keeping in this
-    /// process's cache: on its node (or unplaced), or there is only one node.
+    /// Whether `h`'s slot is worth keeping in this process's cache: its extent is
+    /// on our node (or unplaced), or there is only one node.
     #[inline]
     fn is_local(&self, h: Handle) -> bool {
         self.alloc_order.len() <= 1

@@ -225,8 +225,8 @@ impl<M: RingMemory> Spsc<M> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn consumer(&self) -> Result<SpscConsumer<M>, Corrupt> {
-        let (head, tail) = self.indices()?;
-        let _ = tail; // checked against head by `indices`
+        // The tail is only checked (against head); the consumer reads stamps.
+        let (head, _) = self.indices()?;
         Ok(SpscConsumer { ring: self.clone(), head })
     }
 
