@@ -4,8 +4,8 @@
 //!
 //! sender: alloc (Allocated, owner 1) → pending := h → pending_at := ring
 //!         position (Release) → mark_in_flight(h, 2) → push h
-//! receiver (peer 2, alive): pop → accept(h) (in flight to it: ours already, no
-//!         CAS) → read → free (must succeed: nobody freed it under the reader)
+//! receiver (peer 2, alive): pop → receive(h) (in flight to it: ours already,
+//!         no CAS) → read → free (must succeed: nobody freed it under the reader)
 //! recoverer (after the sender died): reclaim_peer(1); if the ring says
 //!         position pending_at was never written (`Spsc::written`: stamp or
 //!         tail): take(h) (only possible while in flight) → free
@@ -80,7 +80,7 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
                 for _ in 0..2 {
                     if let Ok(raw) = rx.pop() {
                         if let Some(h) = Handle::from_u64(raw) {
-                            if a2.accept(h, RECEIVER).is_ok() {
+                            if a2.receive(h, RECEIVER).is_ok() {
                                 // Ours: nobody else frees it while we read, so
                                 // our free succeeds.
                                 a2.free(h).unwrap();
@@ -106,7 +106,7 @@ fn peer_death_during_a_send_loses_no_slot_and_frees_none_twice() {
             // The receiver lives on: it consumes what is still in the ring.
             while let Ok(raw) = rx.pop() {
                 if let Some(h) = Handle::from_u64(raw) {
-                    if a.accept(h, RECEIVER).is_ok() {
+                    if a.receive(h, RECEIVER).is_ok() {
                         a.free(h).unwrap();
                     }
                 }

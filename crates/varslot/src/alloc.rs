@@ -857,41 +857,6 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         self.transition(h, S_IN_FLIGHT, S_ALLOCATED, peer)
     }
 
-    /// The receiving side of a send: a slot InFlight to `peer` is already
-    /// `peer`'s (it is reclaimed with `peer`, and `free` accepts it), so it stays
-    /// as it is and costs one load; a slot InFlight to anyone else (a ring's
-    /// pseudo-peer, a previous holder of the ring end) becomes Allocated to
-    /// `peer` by CAS, exactly as [`take`](Self::take).
-    ///
-    /// # Errors
-    ///
-    /// As [`take`](Self::take).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use numashm_varslot::{Config, HeapAllocator, SlotState};
-    /// let a = HeapAllocator::new(&Config::new().class(64, 2)).unwrap();
-    /// let (x, y) = (a.alloc(1, 1).unwrap(), a.alloc(1, 1).unwrap());
-    /// a.mark_in_flight(x, 2).unwrap();
-    /// a.mark_in_flight(y, 99).unwrap();
-    /// a.accept(x, 2).unwrap();
-    /// a.accept(y, 2).unwrap();
-    /// assert_eq!(a.state(x), Ok((SlotState::InFlight, 2)));
-    /// assert_eq!(a.state(y), Ok((SlotState::Allocated, 2)));
-    /// ```
-    #[inline]
-    pub fn accept(&self, h: Handle, peer: PeerId) -> Result<(), HandleError> {
-        let hot = self.hot();
-        let l = self.locate(hot, h)?;
-        // SYNC slot-state (Acquire): pairs with the sender's AcqRel mark_in_flight
-        // CAS, so the sender's writes to the slot are visible to us.
-        if hot.meta_word(l.class, l.ext, l.slot).load(Ordering::Acquire) == meta(S_IN_FLIGHT, h.generation(), peer) {
-            return Ok(());
-        }
-        self.take(h, peer)
-    }
-
     fn transition(&self, h: Handle, from: u64, to: u64, peer: PeerId) -> Result<(), HandleError> {
         let hot = self.hot();
         let l = self.locate(hot, h)?;

@@ -192,9 +192,13 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
     }
 
-    /// The receiving side in one step: [`accept`](Self::accept) a popped handle
-    /// for `peer`, locate it, and read its aux value (recorded by
-    /// [`send_located`](Self::send_located) or [`set_aux`](Self::set_aux)).
+    /// The receiving side in one step: a popped handle in flight to `peer` is
+    /// already `peer`'s (it is reclaimed with `peer`, and `free` accepts it), so
+    /// it stays as it is and costs one load; one in flight to anyone else (a
+    /// ring's pseudo-peer, a previous holder of the ring end) becomes Allocated to
+    /// `peer` by CAS, exactly as [`take`](Self::take). Then the slot is located
+    /// and its aux value read (recorded by [`send_located`](Self::send_located)
+    /// or [`set_aux`](Self::set_aux)).
     ///
     /// # Errors
     ///
