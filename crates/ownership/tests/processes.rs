@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use common::*;
 use numashm_ownership::{
@@ -114,6 +115,8 @@ fn disown_takes_the_range_away_from_the_offerer_at_claim() {
             // (only a forked child probes it, expecting a fault).
             let addr = unsafe { c.offer(env_u32("DEST"), &r, OFF..OFF + LEN, flags).unwrap() };
             assert!(!read_faults(addr), "nothing changes before the claim");
+            // Only now may the receiver claim (else the check above races its claim).
+            std::fs::write(env("GATE"), b"go").unwrap();
             wait_for_offer(&c, |o| o.addr == addr as u64 && is_claimed(o));
             // The claim completed only after our reader thread applied the drops.
             let line = maps_line(addr).expect("the range stays reserved");
@@ -129,6 +132,12 @@ fn disown_takes_the_range_away_from_the_offerer_at_claim() {
             let c = BrokerClient::connect(env("SOCK")).unwrap();
             let me = std::process::id();
             let o = wait_for_offer(&c, |o| o.dest_pid == me);
+            // Wait until the offerer has checked its range before the claim.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !std::path::Path::new(&env("GATE")).exists() {
+                assert!(Instant::now() < deadline, "watchdog: the offerer never opened the gate");
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let claimed = c.claim(o.src_pid, o.addr as usize, OfferFlags::GRANT_R | OfferFlags::GRANT_W).unwrap();
             let mut buf = [0u8; 9];
             claimed.read_at(0, &mut buf).unwrap();
@@ -144,11 +153,13 @@ fn disown_takes_the_range_away_from_the_offerer_at_claim() {
             let path = sock_path("disown");
             let _broker = Broker::bind(&path).unwrap().spawn().unwrap();
             let sock = path.display().to_string();
+            let gate = format!("{sock}.gate");
             let entry = "disown_takes_the_range_away_from_the_offerer_at_claim";
-            let receiver = spawn(entry, "receiver", &[("SOCK", sock.clone())]);
-            let offerer = spawn(entry, "offerer", &[("SOCK", sock), ("DEST", receiver.pid.to_string())]);
+            let receiver = spawn(entry, "receiver", &[("SOCK", sock.clone()), ("GATE", gate.clone())]);
+            let offerer = spawn(entry, "offerer", &[("SOCK", sock), ("DEST", receiver.pid.to_string()), ("GATE", gate.clone())]);
             receiver.finish_ok();
             offerer.finish_ok();
+            let _ = std::fs::remove_file(gate);
         }
     }
 }
