@@ -11,7 +11,7 @@ use crate::error::SegmentError;
 /// `"NUMASHMS"` little-endian.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"NUMASHMS");
 /// Layout version of the segment header and tables.
-pub const SEGMENT_VERSION: u32 = 2;
+pub const SEGMENT_VERSION: u32 = 3;
 /// Bytes of the segment header (right after the region header).
 pub const SEGMENT_HEADER_LEN: usize = 512;
 /// Most rings a segment can have.

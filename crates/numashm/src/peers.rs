@@ -34,6 +34,8 @@ pub(crate) const E_MAPPING: usize = 2;
 pub(crate) const E_SENT: usize = 3;
 pub(crate) const E_RECEIVED: usize = 4;
 pub(crate) const E_RECLAIMED: usize = 5;
+/// Who is recovering this entry: a [`Claimant`] word, 0 = nobody.
+pub(crate) const E_RECOVERER: usize = 6;
 pub(crate) const ENTRY_WORDS: usize = 16;
 
 fn pack(state: u64, epoch: u32, pid: u32) -> u64 {
@@ -91,8 +93,15 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether `pid` is alive and is the process that started at `started`.
+/// Whether `pid` is alive and is the process that started at `started`
+/// (0: not known yet, the pidfd alone decides).
 pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
+    process_alive(pid, |now| started == 0 || now == Some(started))
+}
+
+/// Whether `pid` has not exited and `same_start` accepts its start time (a
+/// different one means the pid was reused by another process).
+fn process_alive(pid: u32, same_start: impl FnOnce(Option<u64>) -> bool) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return false };
     match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
         Err(_) => false, // ESRCH: gone (and reaped)
@@ -101,10 +110,36 @@ pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
             let borrowed = fd.as_fd();
             let mut fds = [rustix::event::PollFd::new(&borrowed, rustix::event::PollFlags::IN)];
             let exited = matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0);
-            // A different start time means the pid was reused by another process.
-            // 0: the attacher has not stored its start time yet (it just attached).
-            !exited && (started == 0 || start_time(pid) == Some(started))
+            !exited && same_start(start_time(pid))
         }
+    }
+}
+
+/// A process that recovers a peer entry, as stored in the entry's recoverer word:
+/// `pid << 32 | low 32 bits of its start time`, one word so that both change
+/// together (never 0: pid 0 is not a process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claimant(pub(crate) u64);
+
+impl Claimant {
+    /// This process.
+    pub(crate) fn this_process() -> Claimant {
+        static ME: std::sync::OnceLock<Claimant> = std::sync::OnceLock::new();
+        *ME.get_or_init(|| {
+            let pid = std::process::id();
+            Claimant::of(pid, start_time(pid).unwrap_or(0))
+        })
+    }
+
+    pub(crate) fn of(pid: u32, started: u64) -> Claimant {
+        Claimant(u64::from(pid) << 32 | (started & 0xffff_ffff))
+    }
+
+    /// Whether the claimant process still runs (low start-time bits 0: not
+    /// known, the pidfd alone decides).
+    fn is_alive(self) -> bool {
+        let low = self.0 & 0xffff_ffff;
+        process_alive((self.0 >> 32) as u32, |now| low == 0 || now.map(|s| s & 0xffff_ffff) == Some(low))
     }
 }
 
@@ -162,9 +197,11 @@ impl PeerTable {
     }
 
     /// Leaving/Dead → Empty (keeping the epoch, so the next attach gets a new one).
+    /// Only the entry's one releaser calls this: the leaving peer itself, or the
+    /// recoverer holding the entry's recovery claim.
     pub(crate) fn release(&self, peer: u32, epoch: u32, pid: u32) {
-        // The releaser holds the entry (Leaving/Dead): clear the start time so the
-        // next attacher's entry reads "not yet known" until it stores its own.
+        // The releaser holds the entry (Leaving/Dead) alone: clear the start time
+        // so the next attacher's entry reads "not yet known" until it stores its own.
         // Relaxed: published by the AcqRel transition below.
         self.word(peer, E_START_TIME).store(0, Ordering::Relaxed);
         for from in [S_LEAVING, S_DEAD] {
@@ -172,6 +209,32 @@ impl PeerTable {
                 return;
             }
         }
+    }
+
+    /// Takes the right to recover entry `peer` — from nobody, or from a claimant
+    /// that died — so that this caller alone moves it out of Dead / Leaving.
+    /// `false` while a live process holds it (perhaps another thread of ours).
+    ///
+    /// Why a claim and not only the state CASes: peer ids are entry indices, so
+    /// once one recoverer has moved the entry to Empty and a new peer attached
+    /// there, a second recoverer still working from its earlier look at "Dead"
+    /// would reclaim the *new* peer's slots and ring ends.
+    pub(crate) fn claim_recovery(&self, peer: u32, me: Claimant) -> bool {
+        let w = self.word(peer, E_RECOVERER);
+        // Acquire: a dead claimant's work on the entry is visible to us.
+        let cur = w.load(Ordering::Acquire);
+        if cur != 0 && (cur == me.0 || Claimant(cur).is_alive()) {
+            return false;
+        }
+        // SYNC peer-claim: AcqRel; exactly one of racing claimants wins, and it
+        // sees what the previous holder did before releasing (or dying).
+        w.compare_exchange(cur, me.0, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+
+    /// Gives the recovery claim on `peer` back.
+    pub(crate) fn unclaim_recovery(&self, peer: u32, me: Claimant) {
+        // Release: SYNC peer-claim, our work on the entry before the next claim.
+        let _ = self.word(peer, E_RECOVERER).compare_exchange(me.0, 0, Ordering::Release, Ordering::Relaxed);
     }
 
     pub(crate) fn add_reclaimed(&self, peer: u32, n: u64) {
@@ -225,5 +288,20 @@ impl PeerTable {
             let (s, _, p) = self.ident(i);
             s == PeerState::Attached && p == pid
         })
+    }
+}
+
+#[cfg(test)]
+impl PeerTable {
+    /// Test support: makes entry `peer` look attached by `pid` (a process of the
+    /// test's choosing, e.g. one that has exited).
+    pub(crate) fn pretend_attached(&self, peer: u32, epoch: u32, pid: u32) {
+        self.word(peer, E_START_TIME).store(0, Ordering::Relaxed);
+        self.word(peer, E_IDENT).store(pack(S_ATTACHED, epoch, pid), Ordering::Release);
+    }
+
+    /// Test support: the recoverer word of `peer`.
+    pub(crate) fn recoverer(&self, peer: u32) -> &crate::sync::AtomicU64 {
+        self.word(peer, E_RECOVERER)
     }
 }

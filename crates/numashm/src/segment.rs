@@ -16,7 +16,7 @@ use crate::layout::{
 };
 use crate::cache::SlotCache;
 use crate::memory::RegionMemory;
-use crate::peers::{is_alive, PeerInfo, PeerState, PeerTable, ENTRY_WORDS};
+use crate::peers::{is_alive, Claimant, PeerInfo, PeerState, PeerTable, ENTRY_WORDS};
 use crate::sync::Ordering;
 use crate::words::Words;
 
@@ -891,26 +891,55 @@ pub struct RingInfo {
 }
 
 fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot]) -> Recovery {
+    let me = Claimant::this_process();
     let mut report = Recovery::default();
     for i in 0..peers.max {
         let (state, epoch, pid) = peers.ident(i);
         let dead = match state {
-            PeerState::Attached => !is_alive(pid, peers.started(i)) && peers.begin_recover(i, epoch, pid),
-            // A recoverer (or a leaving peer) that died half-way: finish its work.
-            // Reclaiming again is safe: each slot is reclaimed exactly once.
+            PeerState::Attached => {
+                let dead = !is_alive(pid, peers.started(i));
+                if dead {
+                    // One caller's CAS marks it Dead (losing means another did);
+                    // whoever then wins the claim recovers it.
+                    let _ = peers.begin_recover(i, epoch, pid);
+                }
+                dead
+            }
+            // Being recovered, or a recoverer (or a leaving peer) died half-way:
+            // the claim says whether someone alive is on it.
             PeerState::Dead => true,
             PeerState::Leaving => !is_alive(pid, peers.started(i)),
             PeerState::Empty => false,
         };
-        if !dead {
-            continue;
+        if dead && peers.claim_recovery(i, me) {
+            if let Some(done) = recover_claimed(peers, alloc, rings, i) {
+                report.peers.push(done);
+            }
+            peers.unclaim_recovery(i, me);
         }
-        let n = release_peer(i, alloc, rings);
-        peers.add_reclaimed(i, n as u64);
-        peers.release(i, epoch, pid);
-        report.peers.push((i, pid, n));
     }
     report
+}
+
+/// Recovers entry `i`, whose recovery claim the caller holds: with it, nobody
+/// else can move the entry out of Dead / Leaving. It is looked at again, since
+/// between the caller's first look and its claim another recoverer may have
+/// finished it and a new peer attached there (whose slots are not ours to take).
+/// Returns `(entry, pid, slots reclaimed)` when it recovered something.
+pub(crate) fn recover_claimed(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot], i: u32) -> Option<(u32, u32, usize)> {
+    let (state, epoch, pid) = peers.ident(i);
+    let ours = match state {
+        PeerState::Dead => true,
+        PeerState::Leaving => !is_alive(pid, peers.started(i)),
+        PeerState::Attached | PeerState::Empty => false,
+    };
+    if !ours {
+        return None;
+    }
+    let n = release_peer(i, alloc, rings);
+    peers.add_reclaimed(i, n as u64);
+    peers.release(i, epoch, pid);
+    Some((i, pid, n))
 }
 
 /// Gives back everything peer `i` holds. Returns the slots reclaimed.
@@ -1031,4 +1060,86 @@ pub(crate) fn ring_info_of(r: &RingSlot) -> Result<RingInfo, SegmentError> {
     let end = |w| r.ends.at(w).load(Ordering::Relaxed);
     let holder = |v: u64| if v == 0 || v == u64::MAX { None } else { Some(v as u32 - 1) };
     Ok(RingInfo { spec: r.spec, fill, producer: holder(end(END_PRODUCER)), consumer: holder(end(END_CONSUMER)), skipped: end(END_SKIPPED) })
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+    use crate::peers::start_time;
+
+    /// A pid that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().expect("spawn true");
+        c.wait().expect("wait");
+        c.id()
+    }
+
+    /// An Empty entry of `seg` made to look attached by a dead process that holds
+    /// `n` slots; returns its index and the handles.
+    fn dead_peer_with_slots(seg: &Segment, n: usize) -> (u32, Vec<numashm_varslot::Handle>) {
+        let i = (0..seg.peers.max).find(|&i| seg.peers.ident(i).0 == PeerState::Empty).expect("a free entry");
+        seg.peers.pretend_attached(i, 7, dead_pid());
+        let held = (0..n).map(|_| seg.alloc.alloc(64, peer_id(i)).expect("alloc")).collect();
+        (i, held)
+    }
+
+    #[test]
+    fn a_live_recoverer_keeps_others_out_and_a_dead_one_is_taken_over() {
+        let seg = Segment::create(SegmentConfig::anonymous("rec-claim")).unwrap();
+        let (i, held) = dead_peer_with_slots(&seg, 3);
+        // Another process claims the recovery of entry i and is still running.
+        let mut other = std::process::Command::new("sleep").arg("60").spawn().expect("spawn sleep");
+        let claimant = Claimant::of(other.id(), start_time(other.id()).expect("start time"));
+        seg.peers.recoverer(i).store(claimant.0, Ordering::Release);
+
+        let report = seg.recover_dead_peers();
+        assert!(report.peers.iter().all(|p| p.0 != i), "entry {i} recovered under a live claimant: {report:?}");
+        assert_eq!(seg.peers.ident(i).0, PeerState::Dead, "marked dead, left to the claimant");
+        for &h in &held {
+            assert_eq!(seg.alloc.state(h), Ok((numashm_varslot::SlotState::Allocated, peer_id(i))));
+        }
+
+        // The claimant dies half-way: the next recovery takes over and finishes.
+        other.kill().unwrap();
+        other.wait().unwrap();
+        let report = seg.recover_dead_peers();
+        assert!(report.peers.iter().any(|&(e, _, n)| e == i && n == 3), "{report:?}");
+        assert_eq!(seg.peers.ident(i).0, PeerState::Empty);
+        assert_eq!(seg.peers.recoverer(i).load(Ordering::Acquire), 0, "claim given back");
+        for &h in &held {
+            assert_eq!(seg.alloc.state(h), Err(numashm_varslot::HandleError::Stale));
+        }
+    }
+
+    #[test]
+    fn an_entry_another_thread_of_ours_recovers_is_skipped() {
+        let seg = Segment::create(SegmentConfig::anonymous("rec-self")).unwrap();
+        let (i, held) = dead_peer_with_slots(&seg, 2);
+        seg.peers.recoverer(i).store(Claimant::this_process().0, Ordering::Release);
+        assert!(seg.recover_dead_peers().peers.iter().all(|p| p.0 != i));
+        assert_eq!(seg.alloc.state(held[0]), Ok((numashm_varslot::SlotState::Allocated, peer_id(i))));
+        seg.peers.recoverer(i).store(0, Ordering::Release);
+        assert!(seg.recover_dead_peers().peers.iter().any(|p| p.0 == i));
+    }
+
+    #[test]
+    fn a_late_recoverer_leaves_the_next_attacher_alone() {
+        // A recoverer saw entry i Dead, but before it claimed the entry another
+        // recoverer finished it and a new peer attached there: holding the claim,
+        // it looks again and takes nothing (peer ids are entry indices, so the
+        // new peer's slots carry the dead one's id).
+        let seg = Segment::create(SegmentConfig::anonymous("rec-late")).unwrap();
+        let (i, _) = dead_peer_with_slots(&seg, 1);
+        assert!(seg.recover_dead_peers().peers.iter().any(|p| p.0 == i));
+        let (state, epoch, _) = seg.peers.ident(i);
+        assert_eq!(state, PeerState::Empty);
+        seg.peers.pretend_attached(i, epoch + 1, std::process::id());
+        let new_peers_slot = seg.alloc.alloc(64, peer_id(i)).unwrap();
+        let me = Claimant::this_process();
+        assert!(seg.peers.claim_recovery(i, me));
+        assert_eq!(recover_claimed(&seg.peers, &seg.alloc, &seg.rings, i), None);
+        seg.peers.unclaim_recovery(i, me);
+        assert_eq!(seg.alloc.state(new_peers_slot), Ok((numashm_varslot::SlotState::Allocated, peer_id(i))));
+        assert_eq!(seg.peers.ident(i), (PeerState::Attached, epoch + 1, std::process::id()));
+    }
 }
