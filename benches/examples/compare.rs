@@ -14,15 +14,18 @@ fn main() {
         let t = std::time::Instant::now();
         let c = numashm_benches::by_name(name, budget).expect("known name");
         println!(
-            "{:<20} ours {:>10.1} ns (p99 {:>10.1})  baseline {:>10.1} ns (p99 {:>10.1})  ratio {:.3} (target {}{})  [{:.1} s]",
+            "{:<20} ours {:>10.1} ns (p99 {:>10.1})  baseline {:>10.1} ns (p99 {:>10.1})  ratio {:.3} ({})  [{:.1} s]",
             c.name,
             c.ours_ns,
             c.ours_p99_ns,
             c.baseline_ns,
             c.baseline_p99_ns,
             c.ratio,
-            if c.higher_is_better { ">= " } else { "<= " },
-            c.target,
+            if c.is_reference() {
+                "reference".to_string()
+            } else {
+                format!("target {}{}", if c.higher_is_better { ">= " } else { "<= " }, c.target)
+            },
             t.elapsed().as_secs_f64()
         );
     }

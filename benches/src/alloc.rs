@@ -209,6 +209,33 @@ pub fn compare_alloc_magazine_vs_malloc(budget: Budget) -> Comparison {
     comparison("alloc_magazine_vs_malloc", "glibc malloc(1024) + free", r, 1.0)
 }
 
+/// Reference: `iters` × one locked read-modify-write (`lock xadd`) on a word
+/// only this thread touches (always in its cache), ns each.
+pub fn locked_rmw(iters: u64) -> f64 {
+    let word = AtomicU64::new(0);
+    per_op(iters, || {
+        // AcqRel: the ordering a free's state change needs (SYNC slot-state).
+        black_box(word.fetch_add(1, Ordering::AcqRel));
+    })
+}
+
+/// `locked_rmw_vs_malloc` (reference, no target): one locked RMW vs glibc
+/// `malloc(1024)` + `free`. Every free of ours makes one — the CAS that bumps the
+/// slot's generation, so that of two racing frees of a handle (or a free and a
+/// stale use) exactly one wins — and malloc makes none; so no alloc + free pair of
+/// ours can be cheaper than this ratio.
+pub fn compare_locked_rmw_vs_malloc(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let n = iters(budget);
+    let r = interleave(budget.rounds, || locked_rmw(n), || malloc_free(n));
+    Comparison::reference(
+        "locked_rmw_vs_malloc",
+        "one locked read-modify-write on a cached private word (the one every free makes)",
+        "glibc malloc(1024) + free",
+        r,
+    )
+}
+
 fn scaling(name: &'static str, work: fn(&Segment, u64) -> f64, ours_label: &'static str, budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
     let seg = segment();

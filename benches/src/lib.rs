@@ -93,8 +93,29 @@ impl Comparison {
         Comparison { ratio: b / o, higher_is_better: true, ..Self::times(name, ours_label, baseline_label, m, target) }
     }
 
-    /// Whether the target is met.
+    /// A reference measurement, not a target: what some unavoidable part of
+    /// our path costs against the same baseline (ratio ours ÷ baseline).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm_benches::Comparison::reference("x", "part", "base", (6.0, 6.0, 6.0, 7.0));
+    /// assert_eq!((c.ratio, c.is_reference(), c.meets_target()), (1.0, true, true));
+    /// ```
+    pub fn reference(name: &'static str, ours_label: &'static str, baseline_label: &'static str, m: Medians) -> Self {
+        Self::times(name, ours_label, baseline_label, m, f64::NAN)
+    }
+
+    /// Whether this is a [`reference`](Self::reference) row (no target).
+    pub fn is_reference(&self) -> bool {
+        self.target.is_nan()
+    }
+
+    /// Whether the target is met (always, for a reference row).
     pub fn meets_target(&self) -> bool {
+        if self.is_reference() {
+            return true;
+        }
         if self.higher_is_better {
             self.ratio >= self.target
         } else {
@@ -202,6 +223,8 @@ pub const NAMES: &[&str] = &[
     "alloc_magazine_vs_pool",
     "alloc_magazine_vs_malloc",
     "alloc_magazine_2t_scaling",
+    // Reference, no target: the floor under `alloc_*_vs_malloc`.
+    "locked_rmw_vs_malloc",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -221,6 +244,7 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "alloc_magazine_vs_pool" => alloc::compare_alloc_magazine_vs_pool(budget),
         "alloc_magazine_vs_malloc" => alloc::compare_alloc_magazine_vs_malloc(budget),
         "alloc_magazine_2t_scaling" => alloc::compare_alloc_magazine_2t_scaling(budget),
+        "locked_rmw_vs_malloc" => alloc::compare_locked_rmw_vs_malloc(budget),
         _ => return None,
     })
 }

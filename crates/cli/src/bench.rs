@@ -33,8 +33,9 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), CliError> {
                 "name": c.name, "ours": c.ours_label, "baseline": c.baseline_label,
                 "ours_median_ns": c.ours_ns, "ours_p99_ns": c.ours_p99_ns,
                 "baseline_median_ns": c.baseline_ns, "baseline_p99_ns": c.baseline_p99_ns,
-                "ratio": c.ratio, "target": c.target, "higher_is_better": c.higher_is_better,
-                "meets_target": c.meets_target(),
+                "ratio": c.ratio, "higher_is_better": c.higher_is_better,
+                "target": (!c.is_reference()).then_some(c.target),
+                "meets_target": (!c.is_reference()).then(|| c.meets_target()),
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -48,8 +49,18 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), CliError> {
                     format!("{} (p99 {})", fmt_ns(c.ours_ns), fmt_ns(c.ours_p99_ns)),
                     format!("{} (p99 {})", fmt_ns(c.baseline_ns), fmt_ns(c.baseline_p99_ns)),
                     format!("{:.3}", c.ratio),
-                    format!("{}{}", if c.higher_is_better { ">= " } else { "<= " }, c.target),
-                    if c.meets_target() { "met".into() } else { "MISSED".into() },
+                    if c.is_reference() {
+                        "—".into()
+                    } else {
+                        format!("{}{}", if c.higher_is_better { ">= " } else { "<= " }, c.target)
+                    },
+                    if c.is_reference() {
+                        "reference".into()
+                    } else if c.meets_target() {
+                        "met".into()
+                    } else {
+                        "MISSED".into()
+                    },
                 ]
             })
             .collect();
