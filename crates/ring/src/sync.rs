@@ -16,14 +16,13 @@ pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(numashm_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex};
 
-/// Exponential backoff for spin loops: spin, then yield, then report
-/// completion so the caller can park.
+/// Exponential backoff for spin loops (the doorbell only uses `spin`: it
+/// counts its own steps and parks, never yields).
 #[cfg(not(numashm_loom))]
 pub(crate) use crossbeam_utils::Backoff;
 
-/// Under loom a spin loop is a state-space explosion: the shim yields once to
-/// the model's scheduler and reports completion at once, so waiters go
-/// straight to the (modelled) park path.
+/// Under loom a spin loop is a state-space explosion: each spin step is one
+/// yield to the model's scheduler.
 #[cfg(numashm_loom)]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff;
@@ -33,14 +32,8 @@ impl Backoff {
     pub(crate) fn new() -> Self {
         Backoff
     }
-    pub(crate) fn snooze(&self) {
-        loom::thread::yield_now();
-    }
     pub(crate) fn spin(&self) {
         loom::thread::yield_now();
-    }
-    pub(crate) fn is_completed(&self) -> bool {
-        true
     }
 }
 
