@@ -122,13 +122,10 @@ fn process_alive(pid: u32, same_start: impl FnOnce(Option<u64>) -> bool) -> bool
 pub(crate) struct Claimant(pub(crate) u64);
 
 impl Claimant {
-    /// This process.
+    /// This process (looked up each time: a forked child is another claimant).
     pub(crate) fn this_process() -> Claimant {
-        static ME: std::sync::OnceLock<Claimant> = std::sync::OnceLock::new();
-        *ME.get_or_init(|| {
-            let pid = std::process::id();
-            Claimant::of(pid, start_time(pid).unwrap_or(0))
-        })
+        let pid = std::process::id();
+        Claimant::of(pid, start_time(pid).unwrap_or(0))
     }
 
     pub(crate) fn of(pid: u32, started: u64) -> Claimant {

@@ -891,7 +891,7 @@ pub struct RingInfo {
 }
 
 fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings: &[RingSlot]) -> Recovery {
-    let me = Claimant::this_process();
+    let mut me = None;
     let mut report = Recovery::default();
     for i in 0..peers.max {
         let (state, epoch, pid) = peers.ident(i);
@@ -911,7 +911,11 @@ fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings:
             PeerState::Leaving => !is_alive(pid, peers.started(i)),
             PeerState::Empty => false,
         };
-        if dead && peers.claim_recovery(i, me) {
+        if !dead {
+            continue;
+        }
+        let me = *me.get_or_insert_with(Claimant::this_process);
+        if peers.claim_recovery(i, me) {
             if let Some(done) = recover_claimed(peers, alloc, rings, i) {
                 report.peers.push(done);
             }
