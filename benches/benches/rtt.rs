@@ -21,6 +21,7 @@ fn round_trips(c: &mut Criterion) {
     let mut g = c.benchmark_group("rtt_two_processes");
     g.bench_function("ours_64B", |b| b.iter(|| rtt::round_trip(&tx, &rx, PAYLOAD)));
     g.bench_function("ours_4MiB_untouched", |b| b.iter(|| rtt::round_trip(&tx, &rx, rtt::BIG)));
+    black_box(floor.wake_round_trip(&payload));
     g.bench_function("floor_64B_flag", |b| b.iter(|| floor.round_trip(black_box(&payload))));
     g.finish();
 }
