@@ -341,7 +341,7 @@ impl<'s> Sender<'s> {
     /// [`Sender::alloc_on`] to choose.
     #[inline]
     pub fn alloc(&self, len: usize) -> Result<SlotMut<'s>, MessageError> {
-        self.alloc_in_order(len, &self.seg.alloc_order)
+        self.alloc_in_order(len, &self.seg.alloc_order, true)
     }
 
     /// Like [`Sender::alloc`], preferring extents on `node`, then the others by
@@ -362,16 +362,18 @@ impl<'s> Sender<'s> {
     /// ```
     pub fn alloc_on(&self, len: usize, node: u32) -> Result<SlotMut<'s>, MessageError> {
         let order = numashm_region::Topology::get().map(|t| t.nodes_by_distance(node)).unwrap_or_default();
-        self.alloc_in_order(len, &order)
+        self.alloc_in_order(len, &order, false)
     }
 
+    /// `cached`: whether this process's slot cache may serve it (the default
+    /// order only; the cache does not sort its slots by node).
     #[inline]
-    fn alloc_in_order(&self, len: usize, order: &[u32]) -> Result<SlotMut<'s>, MessageError> {
+    fn alloc_in_order(&self, len: usize, order: &[u32], cached: bool) -> Result<SlotMut<'s>, MessageError> {
         let seg = self.seg;
         let me = peer_id(seg.me);
         let need = len.max(1);
         // This process's cache first (not for an explicit node choice).
-        if std::ptr::eq(order, self.seg.alloc_order.as_slice()) {
+        if cached {
             if let Some(l) = seg.alloc.class_for(need).ok().and_then(|c| seg.cache.pop(&seg.alloc, me, c)) {
                 match seg.alloc.bytes(&l) {
                     Ok(slot) => return Ok(SlotMut { seg, slot: Some(l), ptr: slot.as_ptr(), len, cap: slot.len() }),
