@@ -39,7 +39,7 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
             })).collect::<Vec<_>>(),
             "peers": r.peers.iter().map(|p| json!({
                 "index": p.index, "state": format!("{:?}", p.state), "pid": p.pid, "epoch": p.epoch,
-                "alive": p.alive, "sent": p.sent, "received": p.received, "reclaimed": p.reclaimed,
+                "alive": p.alive, "recovered_by": p.recovered_by, "sent": p.sent, "received": p.received, "reclaimed": p.reclaimed,
                 "mapping": format!("{:#x}", p.mapping),
                 "slots_allocated": r.held.iter().find(|h| h.0 == p.index + 1).map_or(0, |h| h.1),
                 "slots_in_flight": r.held.iter().find(|h| h.0 == p.index + 1).map_or(0, |h| h.2),
@@ -117,7 +117,10 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
         .map(|p| {
             vec![
                 p.index.to_string(),
-                format!("{:?}", p.state),
+                match p.recovered_by {
+                    Some(by) => format!("{:?} (recovery: pid {by})", p.state),
+                    None => format!("{:?}", p.state),
+                },
                 p.pid.to_string(),
                 if p.state == PeerState::Attached { (if p.alive { "yes" } else { "NO (recoverable)" }).into() } else { "-".into() },
                 p.epoch.to_string(),

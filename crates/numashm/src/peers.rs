@@ -55,6 +55,7 @@ fn unpack(w: u64) -> (u64, u32, u32) {
 /// let seg = Segment::create(SegmentConfig::anonymous("doc-peers"))?;
 /// let me = seg.peers().into_iter().find(|p| p.state == PeerState::Attached).unwrap();
 /// assert_eq!(me.pid, std::process::id());
+/// assert_eq!(me.recovered_by, None); // nobody is recovering a live peer
 /// # Ok::<(), numashm::SegmentError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub struct PeerInfo {
     pub reclaimed: u64,
     /// Whether the process is alive now (pidfd), for Attached peers.
     pub alive: bool,
+    /// The pid of the process holding this entry's recovery claim (it is
+    /// reclaiming the dead peer's slots now, or died doing it), if any.
+    pub recovered_by: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +276,10 @@ impl PeerTable {
             received: r(E_RECEIVED),
             reclaimed: r(E_RECLAIMED),
             alive: state == PeerState::Attached && is_alive(pid, r(E_START_TIME)),
+            recovered_by: match r(E_RECOVERER) {
+                0 => None,
+                claim => Some((claim >> 32) as u32),
+            },
         }
     }
 

@@ -1098,6 +1098,7 @@ mod recovery_tests {
 
         let report = seg.recover_dead_peers();
         assert!(report.peers.iter().all(|p| p.0 != i), "entry {i} recovered under a live claimant: {report:?}");
+        assert_eq!(seg.peers()[i as usize].recovered_by, Some(other.id()), "operators see who recovers it");
         assert_eq!(seg.peers.ident(i).0, PeerState::Dead, "marked dead, left to the claimant");
         for &h in &held {
             assert_eq!(seg.alloc.state(h), Ok((numashm_varslot::SlotState::Allocated, peer_id(i))));
@@ -1110,6 +1111,7 @@ mod recovery_tests {
         assert!(report.peers.iter().any(|&(e, _, n)| e == i && n == 3), "{report:?}");
         assert_eq!(seg.peers.ident(i).0, PeerState::Empty);
         assert_eq!(seg.peers.recoverer(i).load(Ordering::Acquire), 0, "claim given back");
+        assert_eq!(seg.peers()[i as usize].recovered_by, None);
         for &h in &held {
             assert_eq!(seg.alloc.state(h), Err(numashm_varslot::HandleError::Stale));
         }
