@@ -150,7 +150,7 @@ impl<'a> Hot<'a> {
 
     #[inline(always)]
     fn meta_word(self, c: &ClassInfo, ext: usize, slot: usize) -> &'a AtomicU64 {
-        self.at(c.meta_base + (ext * c.slots + slot) * META_STRIDE)
+        self.at(c.meta_index(ext, slot))
     }
 
     /// Published extent count of a class, capped by the local maximum (hostile input).
@@ -659,7 +659,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         let hot = self.hot();
         let l = self.locate(hot, h)?;
         // Relaxed: published by the holder's next AcqRel transition (SYNC slot-state).
-        hot.at(l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE + META_AUX).store(value, Ordering::Relaxed);
+        hot.at(l.class.meta_index(l.ext, l.slot) + META_AUX).store(value, Ordering::Relaxed);
         Ok(())
     }
 
@@ -679,7 +679,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         let l = self.locate(hot, h)?;
         // Relaxed: the caller's transition (take / resolve's Acquire) ordered us
         // after the writer's publishing CAS.
-        Ok(hot.at(l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE + META_AUX).load(Ordering::Relaxed))
+        Ok(hot.at(l.class.meta_index(l.ext, l.slot) + META_AUX).load(Ordering::Relaxed))
     }
 
     /// Resolve a handle against the local layout and the published extent count.
@@ -794,7 +794,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     pub(crate) fn recycle_indexed(&self, h: Handle, peer: PeerId) -> Result<(Handle, usize), HandleError> {
         let hot = self.hot();
         let l = self.locate(hot, h)?;
-        let idx = l.class.meta_base + (l.ext * l.class.slots + l.slot) * META_STRIDE;
+        let idx = l.class.meta_index(l.ext, l.slot);
         // The guess: a slot its holder `peer` recycles is usually Allocated to it.
         let (fresh, _) = recycle_word(hot.at(idx), h, meta(S_ALLOCATED, h.generation(), peer), peer)?;
         Ok((fresh, idx))
@@ -955,7 +955,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         if off < self.data_start || off > self.max_len.saturating_sub(c.extent_bytes) {
             return Err(HandleError::Corrupt { what: "extent offset" });
         }
-        let meta_index = c.meta_base + (l.ext * c.slots + l.slot) * META_STRIDE;
+        let meta_index = c.meta_index(l.ext, l.slot);
         Ok((meta_index, off + l.slot * c.slot_size, c.slot_size))
     }
 

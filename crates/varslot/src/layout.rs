@@ -42,6 +42,12 @@ pub(crate) const EXT_WORDS: usize = 16;
 pub(crate) const X_HEAD: usize = 0;
 /// Words between two slots' metadata words: one 64-byte cache line each.
 pub(crate) const META_STRIDE: usize = 8;
+/// Word index of the metadata word of slot `slot` of extent `ext`, in a class
+/// whose extent 0 starts its metadata at word `meta_base`, `slots` per extent.
+#[inline(always)]
+pub(crate) fn meta_index(meta_base: usize, slots: usize, ext: usize, slot: usize) -> usize {
+    meta_base + (ext * slots + slot) * META_STRIDE
+}
 /// Word of a slot's metadata line holding its aux value (`set_aux` / `aux`).
 pub(crate) const META_AUX: usize = 1;
 pub(crate) const X_OFFSET: usize = 8;
@@ -111,6 +117,14 @@ pub(crate) struct ClassInfo {
     pub(crate) ext_base: usize,
     /// Word index of extent 0's first slot metadata word.
     pub(crate) meta_base: usize,
+}
+
+impl ClassInfo {
+    /// Word index of the metadata word of slot `slot` of extent `ext`.
+    #[inline(always)]
+    pub(crate) fn meta_index(&self, ext: usize, slot: usize) -> usize {
+        meta_index(self.meta_base, self.slots, ext, slot)
+    }
 }
 
 /// The whole control-area layout, computed from `(slot_size, slots)` pairs.

@@ -4,7 +4,7 @@ use crate::alloc::Allocator;
 use crate::error::{AllocError, HandleError};
 use crate::handle::{Handle, PeerId};
 use crate::memory::SegmentMemory;
-use crate::layout::{meta, next_gen, H_RECLAIMS, META_STRIDE, S_ALLOCATED};
+use crate::layout::{meta, meta_index, next_gen, H_RECLAIMS, S_ALLOCATED};
 use crate::sync::{AtomicU64, Ordering};
 use crate::words::Words;
 
@@ -202,7 +202,7 @@ impl<W: Words, M: SegmentMemory> Magazine<'_, W, M> {
         // Allocated, so the CAS below cannot succeed on one.
         let (ext, slot) = (h.extent(), h.slot());
         if (ext as u64) < self.max_extents && slot < c.slots {
-            let idx = c.meta_base + (ext * c.slots + slot) * META_STRIDE;
+            let idx = meta_index(c.meta_base, c.slots, ext, slot);
             let w = word(self.words, idx);
             let g = h.generation();
             let next = next_gen(g);
