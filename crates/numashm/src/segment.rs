@@ -895,7 +895,7 @@ fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings:
     let mut report = Recovery::default();
     for i in 0..peers.max {
         let (state, epoch, pid) = peers.ident(i);
-        let dead = match state {
+        let candidate = match state {
             PeerState::Attached => {
                 let dead = !is_alive(pid, peers.started(i));
                 if dead {
@@ -906,12 +906,12 @@ fn recover_with(peers: &PeerTable, alloc: &SharedAllocator<RegionMemory>, rings:
                 dead
             }
             // Being recovered, or a recoverer (or a leaving peer) died half-way:
-            // the claim says whether someone alive is on it.
-            PeerState::Dead => true,
-            PeerState::Leaving => !is_alive(pid, peers.started(i)),
+            // the claim says whether someone alive is on it, and
+            // `recover_claimed` whether a leaver is still alive.
+            PeerState::Dead | PeerState::Leaving => true,
             PeerState::Empty => false,
         };
-        if !dead {
+        if !candidate {
             continue;
         }
         let me = *me.get_or_insert_with(Claimant::this_process);
