@@ -21,11 +21,7 @@ fn main() {
             c.baseline_ns,
             c.baseline_p99_ns,
             c.ratio,
-            if c.is_reference() {
-                "reference".to_string()
-            } else {
-                format!("target {}{}", if c.higher_is_better { ">= " } else { "<= " }, c.target)
-            },
+            c.target_text().map_or_else(|| "reference".to_string(), |t| format!("target {t}")),
             t.elapsed().as_secs_f64()
         );
     }

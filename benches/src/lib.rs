@@ -45,8 +45,8 @@ pub struct Comparison {
     pub baseline_p99_ns: f64,
     /// ours ÷ baseline (or baseline ÷ ours where higher is better).
     pub ratio: f64,
-    /// The target ratio.
-    pub target: f64,
+    /// The target ratio; `None` for a [`reference`](Self::reference) row.
+    pub target: Option<f64>,
     /// Whether a higher ratio is better (throughput ratios).
     pub higher_is_better: bool,
 }
@@ -74,7 +74,7 @@ impl Comparison {
             baseline_ns: b,
             baseline_p99_ns: b99,
             ratio: o / b,
-            target,
+            target: Some(target),
             higher_is_better: false,
         }
     }
@@ -103,23 +103,33 @@ impl Comparison {
     /// assert_eq!((c.ratio, c.is_reference(), c.meets_target()), (1.0, true, true));
     /// ```
     pub fn reference(name: &'static str, ours_label: &'static str, baseline_label: &'static str, m: Medians) -> Self {
-        Self::times(name, ours_label, baseline_label, m, f64::NAN)
+        Comparison { target: None, ..Self::times(name, ours_label, baseline_label, m, 0.0) }
     }
 
     /// Whether this is a [`reference`](Self::reference) row (no target).
     pub fn is_reference(&self) -> bool {
-        self.target.is_nan()
+        self.target.is_none()
+    }
+
+    /// The target as the report writes it (`<= 1.3`, `>= 1.5`); `None` for a
+    /// reference row.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm_benches::Comparison::rates("x", "ours", "base", (5.0, 6.0, 10.0, 11.0), 1.5);
+    /// assert_eq!(c.target_text().as_deref(), Some(">= 1.5"));
+    /// ```
+    pub fn target_text(&self) -> Option<String> {
+        self.target.map(|t| format!("{}{t}", if self.higher_is_better { ">= " } else { "<= " }))
     }
 
     /// Whether the target is met (always, for a reference row).
     pub fn meets_target(&self) -> bool {
-        if self.is_reference() {
-            return true;
-        }
-        if self.higher_is_better {
-            self.ratio >= self.target
-        } else {
-            self.ratio <= self.target
+        match self.target {
+            None => true,
+            Some(t) if self.higher_is_better => self.ratio >= t,
+            Some(t) => self.ratio <= t,
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), CliError> {
                 "ours_median_ns": c.ours_ns, "ours_p99_ns": c.ours_p99_ns,
                 "baseline_median_ns": c.baseline_ns, "baseline_p99_ns": c.baseline_p99_ns,
                 "ratio": c.ratio, "higher_is_better": c.higher_is_better,
-                "target": (!c.is_reference()).then_some(c.target),
+                "target": c.target,
                 "meets_target": (!c.is_reference()).then(|| c.meets_target()),
             })).collect::<Vec<_>>(),
         });
@@ -49,11 +49,7 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), CliError> {
                     format!("{} (p99 {})", fmt_ns(c.ours_ns), fmt_ns(c.ours_p99_ns)),
                     format!("{} (p99 {})", fmt_ns(c.baseline_ns), fmt_ns(c.baseline_p99_ns)),
                     format!("{:.3}", c.ratio),
-                    if c.is_reference() {
-                        "—".into()
-                    } else {
-                        format!("{}{}", if c.higher_is_better { ">= " } else { "<= " }, c.target)
-                    },
+                    c.target_text().unwrap_or_else(|| "—".into()),
                     if c.is_reference() {
                         "reference".into()
                     } else if c.meets_target() {
