@@ -356,6 +356,32 @@ fn corrupt_segment_header_names_the_field() {
     drop(host);
 }
 
+/// Starts a churning guest on `path`, lets it work a little and kills it: a dead
+/// peer holding slots and ring ends. Returns its pid.
+fn kill_a_churning_guest(host: &Segment, path: &str) -> u32 {
+    let mut churn = spawn("child", "churn", &[("NUMASHM_PATH", path.to_string())]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while host.peers().iter().filter(|p| p.state == PeerState::Attached).count() < 2 {
+        assert!(Instant::now() < deadline, "the churning guest never attached");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    churn.kill().unwrap();
+    churn.wait().unwrap();
+    churn.id()
+}
+
+/// The host alone again after a recovery: drains both rings (stale handles of
+/// the dead), sweeps, and checks that every slot is free.
+fn drain_sweep_and_count(host: &mut Segment, what: &str) {
+    for ring in [1, 0] {
+        let drain = host.receiver(ring).unwrap();
+        while drain.try_recv().is_ok() {}
+    }
+    host.sweep_lost_slots().expect("alone");
+    assert_eq!(count_free(host, 999), total_slots(host), "{what}: every slot back");
+}
+
 #[test]
 fn recoverers_in_several_processes_recover_a_dead_peer_once() {
     // Three processes and the host recover the same dead peer at once: exactly
@@ -364,16 +390,8 @@ fn recoverers_in_several_processes_recover_a_dead_peer_once() {
     for round in 0..4 {
         let path = path(&format!("multirec{round}"));
         let mut host = Segment::create(SegmentConfig::file(&path).max_peers(8)).unwrap();
-        let mut churn = spawn("child", "churn", &[("NUMASHM_PATH", path.clone())]);
+        let dead_pid = kill_a_churning_guest(&host, &path);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while host.peers().iter().filter(|p| p.state == PeerState::Attached).count() < 2 {
-            assert!(Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let dead_pid = churn.id();
-        churn.kill().unwrap();
-        churn.wait().unwrap();
         let recoverers: Vec<_> = (0..3)
             .map(|k| spawn("child", "recover", &[("NUMASHM_PATH", path.clone()), ("NUMASHM_ID", k.to_string())]))
             .collect();
@@ -399,14 +417,7 @@ fn recoverers_in_several_processes_recover_a_dead_peer_once() {
         assert_eq!(reports.len(), 1, "round {round}: one recovery of the dead peer (pid {dead_pid}), not {reports:?}");
         let dead = &host.peers()[reports[0].0 as usize];
         assert_eq!((dead.state, dead.recovered_by), (PeerState::Empty, None), "round {round}");
-        let drain = host.receiver(1).unwrap();
-        while drain.try_recv().is_ok() {}
-        drop(drain);
-        let drain = host.receiver(0).unwrap();
-        while drain.try_recv().is_ok() {}
-        drop(drain);
-        host.sweep_lost_slots().expect("alone");
-        assert_eq!(count_free(&host, 999), total_slots(&host), "round {round}: every slot back");
+        drain_sweep_and_count(&mut host, &format!("round {round}"));
         for k in 0..3 {
             let _ = std::fs::remove_file(format!("{path}.ready{k}"));
             let _ = std::fs::remove_file(format!("{path}.rec{k}"));
@@ -419,15 +430,7 @@ fn recoverers_in_several_processes_recover_a_dead_peer_once() {
 fn two_recoverers_reclaim_a_dead_peer_exactly_once() {
     let path = path("tworec");
     let mut host = Segment::create(SegmentConfig::file(&path)).unwrap();
-    let mut child = spawn("child", "churn", &[("NUMASHM_PATH", path.clone())]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while host.peers().iter().filter(|p| p.state == PeerState::Attached).count() < 2 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(20));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_a_churning_guest(&host, &path);
     let other = Segment::attach(&path).unwrap();
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| host.recover_dead_peers());
@@ -439,12 +442,5 @@ fn two_recoverers_reclaim_a_dead_peer_exactly_once() {
     // Running again finds nothing.
     assert!(host.recover_dead_peers().peers.is_empty());
     drop(other);
-    let drain = host.receiver(1).unwrap();
-    while drain.try_recv().is_ok() {}
-    drop(drain);
-    let drain = host.receiver(0).unwrap();
-    while drain.try_recv().is_ok() {}
-    drop(drain);
-    host.sweep_lost_slots().expect("alone");
-    assert_eq!(count_free(&host, 999), total_slots(&host));
+    drain_sweep_and_count(&mut host, "two recoverers");
 }
