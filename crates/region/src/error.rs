@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub use rustix::fs::SealFlags;
 pub use rustix::io::Errno;
 
 /// What to tell the operator so that the failed operation can succeed next time.
@@ -171,6 +172,49 @@ pub enum RegionError {
     /// The topology could not be read.
     #[error("cannot read the NUMA topology: {0}")]
     Topology(String),
+    /// The fd handed over as a peer's pool is not a memfd (a sealed pool always is one).
+    #[error("not a sealed pool: {detail}")]
+    NotMemfd {
+        /// What the fd is instead.
+        detail: String,
+    },
+    /// The memfd lacks a seal that makes it a single-writer pool.
+    #[error("not a sealed pool: seal {missing} is missing (seals present: {present:?})")]
+    MissingSeal {
+        /// The first missing seal, e.g. `"F_SEAL_FUTURE_WRITE"`.
+        missing: &'static str,
+        /// The seals the object has.
+        present: SealFlags,
+    },
+    /// `/proc/<pid>/fd/<fd>` does not exist: no such process in this pid
+    /// namespace, or it has no such fd (ENOENT, ESRCH).
+    #[error("{path} does not exist: no process {pid} in this pid namespace, or it has no fd {fd}")]
+    PeerNotFound {
+        /// The peer's pid.
+        pid: u32,
+        /// The fd number asked for.
+        fd: i32,
+        /// The path tried.
+        path: String,
+    },
+    /// Opening a peer's fd through `/proc` was refused (EACCES, EPERM).
+    #[error("permission denied opening {path} ({errno}): the peer must run as the same user (and be dumpable), or we need CAP_SYS_PTRACE, and ptrace restrictions (Yama, LSMs) must allow PTRACE_MODE_READ")]
+    PeerAccessDenied {
+        /// The peer's pid.
+        pid: u32,
+        /// The fd number asked for.
+        fd: i32,
+        /// The path tried.
+        path: String,
+        /// EACCES or EPERM.
+        errno: Errno,
+    },
+    /// `/proc` is not mounted here (or is not procfs), so a peer's fd cannot be opened by number.
+    #[error("/proc is unusable: {detail} (mount -t proc proc /proc, or pass the fd over a Unix socket)")]
+    ProcUnavailable {
+        /// What was found.
+        detail: String,
+    },
 }
 
 impl RegionError {
@@ -185,7 +229,7 @@ impl RegionError {
     /// ```
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            RegionError::Syscall { errno, .. } => Some(*errno),
+            RegionError::Syscall { errno, .. } | RegionError::PeerAccessDenied { errno, .. } => Some(*errno),
             _ => None,
         }
     }

@@ -40,8 +40,8 @@ mod sync;
 mod sys;
 mod topology;
 
-pub use error::{Errno, Hint, RegionError, Result};
+pub use error::{Errno, Hint, RegionError, Result, SealFlags};
 pub use header::{parse_header, HeaderInfo, HEADER_FIELDS_LEN, HEADER_LEN, MAX_REGION_LEN, REGION_MAGIC, REGION_VERSION};
 pub use policy::{CachePolicy, MemPolicy, NodeSet, PageSize, Placement};
-pub use region::{AttachOptions, NodePages, Protection, Region, RegionAdvice, RegionOptions, SharedObject, UncheckedAdvice};
+pub use region::{AttachOptions, MAX_POOL_LEN, NodePages, Protection, Region, RegionAdvice, RegionOptions, SharedObject, UncheckedAdvice};
 pub use topology::{anon_thp_mode, free_huge_pages, shmem_thp_mode, total_huge_pages, NumaNode, Topology};

@@ -22,6 +22,14 @@ use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::sys;
 use crate::topology::{free_huge_pages, huge_pages_dir, shmem_thp_mode, Topology};
 
+// Sealed single-writer pools: the owner side (create + seal) and the reader
+// side (attach a peer's pool read-only). Child modules, so they reuse the
+// private mapping machinery below.
+mod peer_pool;
+mod sealed;
+
+pub use peer_pool::MAX_POOL_LEN;
+
 const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
 /// Default maximum: four times the initial length, at least 1 GiB.
 const DEFAULT_MIN_MAX_LEN: usize = 1 << 30;
@@ -98,6 +106,8 @@ pub struct Region {
     placement: Option<Placement>,
     cache: CachePolicy,
     commit: bool,
+    /// A sealed single-writer pool (owner or reader side): see `sealed.rs`.
+    sealed_pool: bool,
 }
 
 // SAFETY: `Region` owns its mapping; the raw base pointer is only dereferenced
@@ -483,7 +493,7 @@ impl RegionOptions {
                 ),
             ));
         }
-        let region = self.init(fd, Backing::File(path.to_path_buf()), cache)?;
+        let region = self.init(fd, Backing::File(path.to_path_buf()), cache, false)?;
         std::mem::forget(cleanup);
         Ok(region)
     }
@@ -609,7 +619,11 @@ impl RegionOptions {
 
     /// Sets up a fresh, empty backing `fd`: size, reservation, placement, cache
     /// policy, commit, header. Runs before any other process can see the memory.
-    fn init(&self, fd: OwnedFd, backing: Backing, mut cache: CachePolicy) -> Result<Region> {
+    ///
+    /// With `pool`, the object is sealed `F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK |
+    /// F_SEAL_SEAL` right after the one writable mapping of the whole
+    /// reservation is made, before placement, commit and header.
+    fn init(&self, fd: OwnedFd, backing: Backing, mut cache: CachePolicy, pool: bool) -> Result<Region> {
         let placement = self.placement()?;
         let (len, max_len) = self.check_len(cache.page_size)?;
         rustix::fs::ftruncate(&fd, len as u64).map_err(|e| RegionError::sys("ftruncate", e))?;
@@ -628,8 +642,18 @@ impl RegionOptions {
             placement,
             cache,
             commit: self.commit,
+            sealed_pool: pool,
         };
-        region.map_and_place(0, region.ahead_len(len), ProtFlags::READ | ProtFlags::WRITE)?;
+        if pool {
+            // After F_SEAL_FUTURE_WRITE no writable shared mapping can be made:
+            // map the whole reservation first (past EOF is allowed), then seal
+            // at once, so the unsealed window is as short as it can be.
+            region.map_tail_prot(0, region.reserved, ProtFlags::READ | ProtFlags::WRITE)?;
+            sealed::seal_pool(region.fd.as_fd())?;
+            region.apply_policy(0, region.reserved)?;
+        } else {
+            region.map_and_place(0, region.ahead_len(len), ProtFlags::READ | ProtFlags::WRITE)?;
+        }
         if let Err(e) = region.prepare_tail(0, len, self.fallback) {
             if matches!(e, RegionError::Unavailable { what: "mlock", .. }) && self.fallback {
                 cache.lock = false;
@@ -641,7 +665,7 @@ impl RegionOptions {
         region.cache = cache;
         region.mapped.store(len, Ordering::Relaxed); // Relaxed: not shared yet.
         region.write_header(len, max_len);
-        if let Backing::Memfd = region.backing {
+        if let (Backing::Memfd, false) = (&region.backing, pool) {
             // Nobody may truncate the object under the others and SIGBUS them.
             rustix::fs::fcntl_add_seals(&region.fd, SealFlags::SHRINK)
                 .map_err(|e| RegionError::sys("fcntl(F_ADD_SEALS, F_SEAL_SHRINK)", e))?;
@@ -790,14 +814,14 @@ impl SharedObject {
         let fd = self.fd.try_clone().map_err(|e| RegionError::sys("dup", Errno::from_io_error(&e).unwrap_or(Errno::INVAL)))?;
         if size == 0 {
             let cache = options.resolve_cache()?;
-            options.init(fd, Backing::Memfd, cache)
+            options.init(fd, Backing::Memfd, cache, false)
         } else {
             Region::attach_fd_with(fd, AttachOptions::default())
         }
     }
 
     fn map_resolved(self, options: &RegionOptions, cache: CachePolicy) -> Result<Region> {
-        options.init(self.fd, Backing::Memfd, cache)
+        options.init(self.fd, Backing::Memfd, cache, false)
     }
 }
 
@@ -878,7 +902,7 @@ impl Region {
                 detail: format!("owned by uid {}, not by us (uid {me}); segments are private to their user", stat.st_uid),
             });
         }
-        let mut region = Self::attach_inner(fd, options)?;
+        let mut region = Self::attach_inner(fd, options, false)?;
         region.backing = Backing::File(path.to_path_buf());
         Ok(region)
     }
@@ -925,10 +949,13 @@ impl Region {
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(RegionError::invalid("fd", "not a regular file or memfd"));
         }
-        Self::attach_inner(fd, options)
+        Self::attach_inner(fd, options, false)
     }
 
-    fn attach_inner(fd: OwnedFd, options: AttachOptions) -> Result<Region> {
+    /// Maps a region through `fd`. With `pool` (a sealed peer pool, checked by
+    /// the caller) the header's `max_len` must not exceed [`MAX_POOL_LEN`]: a
+    /// hostile owner chooses it, and it is reserved as address space here.
+    fn attach_inner(fd: OwnedFd, options: AttachOptions, pool: bool) -> Result<Region> {
         let file_len = rustix::fs::fstat(&fd).map_err(|e| RegionError::sys("fstat", e))?.st_size as u64;
         let statfs = rustix::fs::fstatfs(&fd).map_err(|e| RegionError::sys("fstatfs", e))?;
         let fs_page = if statfs.f_type as i64 == HUGETLBFS_MAGIC { statfs.f_bsize as usize } else { 4096 };
@@ -960,6 +987,12 @@ impl Region {
                 format!("header says {page_size:?} but the backing has {fs_page}-byte pages"),
             ));
         }
+        if pool && info.max_len > MAX_POOL_LEN {
+            return Err(RegionError::corrupt(
+                "max_len",
+                format!("{:#x} exceeds the largest pool a reader reserves ({MAX_POOL_LEN:#x})", info.max_len),
+            ));
+        }
         if let Some(p) = &info.placement {
             // Nodes written by another process are checked like user input.
             Topology::get()?.validate(p.nodes()).map_err(|e| RegionError::corrupt("nodes", e.to_string()))?;
@@ -979,6 +1012,7 @@ impl Region {
             placement: info.placement,
             cache: CachePolicy { lock: false, populate: false, ..info.cache },
             commit: info.commit,
+            sealed_pool: pool,
         };
         region.map_and_place(0, region.ahead_len(info.len), prot)?;
         // Fault the header page in now: check_and_remap reads it on every call,
@@ -1245,7 +1279,7 @@ impl Region {
             .and_then(|()| self.commit_tail(current, new_len))
             .and_then(|()| {
                 // The file grows before populating: touching past its end faults.
-                rustix::fs::ftruncate(&self.fd, new_len as u64).map_err(|e| RegionError::sys("ftruncate (grow)", e))
+                self.grow_file_to(new_len)
             })
             .and_then(|()| self.fault_tail(current, new_len, false));
         if let Err(e) = result {
