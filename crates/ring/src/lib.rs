@@ -6,6 +6,10 @@
 //!   / [`pop_into`](SpscConsumer::pop_into)).
 //! - [`Mpmc`]: multi-producer multi-consumer ring (Vyukov's sequence-numbered
 //!   cells; batch variants).
+//! - [`SplitRing`]: SPSC ring of 3-word cells whose producer and consumer
+//!   each write only their own block ([`SplitProducer`], [`SplitConsumer`]),
+//!   with a doorbell that needs no shared writable word (`MAX_PARK`-bounded
+//!   parks).
 //! - [`Doorbell`]: spin → yield → park on a shared futex word; a notifier
 //!   makes a syscall only when a waiter is parked. [`EventFd`] lets a service
 //!   wait in epoll / mio / tokio instead.
@@ -42,6 +46,12 @@ mod mpmc;
 #[cfg(not(numashm_loom))]
 mod shared;
 mod spsc;
+mod split;
+mod split_bell;
+mod split_error;
+mod split_mem;
+#[cfg(not(numashm_loom))]
+mod split_shared;
 mod sync;
 
 pub use doorbell::{Armed, Doorbell, Notified};
@@ -58,3 +68,17 @@ pub use mem::{
 pub use mem::{SharedBell, SharedMemory};
 pub use mpmc::{Mpmc, MAX_RETRIES};
 pub use spsc::{Spsc, SpscConsumer, SpscProducer};
+pub use split::{SplitConsumer, SplitProducer, SplitRing};
+#[cfg(numashm_loom)]
+#[doc(hidden)]
+pub use split_bell::SplitFutex;
+pub use split_bell::MAX_PARK;
+pub use split_error::{SplitAttachError, SplitCorrupt, SplitPushError, SplitWaitError};
+#[cfg(not(numashm_loom))]
+pub use split_mem::SharedSplit;
+pub use split_mem::{
+    split_producer_bytes, HeapSplit, SplitCell, SplitConsumerBlock, SplitMemory, SplitProducerHeader,
+    SPLIT_CELL_WORDS, SPLIT_CONSUMER_BYTES, SPLIT_LAYOUT_VERSION, SPLIT_MAGIC,
+};
+#[cfg(not(numashm_loom))]
+pub use split_shared::init_consumer_block;

@@ -8,10 +8,10 @@
 
 #[cfg(not(numashm_loom))]
 #[allow(clippy::disallowed_types)]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(numashm_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(numashm_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex};
