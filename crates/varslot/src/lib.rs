@@ -39,6 +39,8 @@ mod located;
 mod magazine;
 mod memory;
 #[cfg(not(numashm_loom))]
+mod owner;
+#[cfg(not(numashm_loom))]
 mod shared;
 mod slot;
 pub mod sync;
@@ -51,6 +53,12 @@ pub use layout::Config;
 pub use located::Located;
 pub use magazine::Magazine;
 pub use memory::{HeapMemory, MemoryError, SegmentMemory};
+#[cfg(not(numashm_loom))]
+pub use owner::{
+    ClassCensus, CommitError, GiveBack, HandleParts, HeapPoolMemory, OwnedSlot, OwnerAlloc, OwnerCensus, OwnerConfig,
+    OwnerError, PoolMemory, ReturnError, HANDLE_EXTENT_BITS, HANDLE_SLOT_BITS, MAX_OWNER_CLASSES, MAX_OWNER_EXTENTS,
+    MAX_OWNER_SLOTS, OWNER_MAGIC, OWNER_VERSION,
+};
 #[cfg(not(numashm_loom))]
 pub use shared::SharedAllocator;
 pub use slot::Slot;

@@ -1,0 +1,582 @@
+//! [`OwnerAlloc`]: creation, allocation and on-demand growth. Returns (free, lend,
+//! give back) are in `returns.rs`, counts in `census.rs`.
+//!
+//! Orderings: only this thread writes the pool, so no word needs a read-modify-write;
+//! plain Relaxed loads and stores suffice for the owner itself. Other processes read
+//! the words concurrently (hence atomics); the two Release stores below publish the
+//! header and new extents to such readers.
+
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use super::error::{OwnerError, ReturnError};
+use super::layout::*;
+use super::memory::PoolMemory;
+use super::words::PoolWords;
+use crate::sync::{AtomicU64, Ordering};
+
+/// A slot handed out by [`OwnerAlloc::alloc`]: its handle (what a ring carries), where
+/// it is and how many bytes it holds.
+///
+/// # Examples
+///
+/// ```
+/// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+/// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+/// let s = a.alloc(100, true).unwrap();
+/// assert_eq!(s.capacity, 256);
+/// assert_eq!(s.offset % 128, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnedSlot {
+    /// `generation << 32 | extent << 20 | slot` (see [`HandleParts`]).
+    pub handle: u64,
+    /// Byte offset of the slot from the memory base.
+    pub offset: usize,
+    /// Bytes the slot holds.
+    pub capacity: usize,
+}
+
+/// What [`OwnerAlloc::give_back`] did.
+///
+/// # Examples
+///
+/// ```
+/// use numashm_varslot::{GiveBack, HeapPoolMemory, OwnerAlloc, OwnerConfig};
+/// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+/// let s = a.alloc(1, true).unwrap();
+/// a.lend(s.handle, 0b11).unwrap();
+/// assert_eq!(a.give_back(s.handle, 0), Ok(GiveBack::StillLent));
+/// assert_eq!(a.give_back(s.handle, 1), Ok(GiveBack::Freed));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveBack {
+    /// That was the last reader: the slot is free again (new generation).
+    Freed,
+    /// Other readers still hold the slot.
+    StillLent,
+}
+
+/// The single-owner pool allocator: all its state lives in the pool memory (header,
+/// class table, extent table, per-slot metadata), written only by the one thread that
+/// holds this value; other processes may read it. `Send` but not `Sync`.
+///
+/// See `docs/varslot.md` ("Single-owner pool allocator") for the layout and states:
+/// Free -> Owned (`alloc`) -> Lent (`lend`) -> Free (last `give_back`), Lent -> Owned
+/// (`take_back`), Owned -> Free (`free`).
+///
+/// # Examples
+///
+/// ```
+/// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+/// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+/// let s = a.alloc(1000, true).unwrap();
+/// let p = a.slot_ptr(&s).unwrap();
+/// // SAFETY: the slot is ours, `capacity` bytes long, and nobody else touches it.
+/// unsafe { p.as_ptr().write_bytes(7, s.capacity) };
+/// a.free(s.handle).unwrap();
+/// assert!(a.free(s.handle).is_err()); // a double free is refused
+/// ```
+///
+/// Not `Sync` (one writer):
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<numashm_varslot::OwnerAlloc<numashm_varslot::HeapPoolMemory>>();
+/// ```
+#[derive(Debug)]
+pub struct OwnerAlloc<M: PoolMemory> {
+    pub(crate) words: PoolWords<M>,
+    pub(crate) layout: TableLayout,
+    /// Slot sizes, also kept in process memory so the hot path finds a class without
+    /// reading the pool (immutable after `create`).
+    pub(crate) classes: Box<[usize]>,
+    pub(crate) max_extents: u32,
+    /// `!Sync`: one thread writes the pool.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Load a word the owner itself wrote.
+#[inline(always)]
+pub(crate) fn get(w: &AtomicU64) -> u64 {
+    // Relaxed: this thread is the only writer, so it always sees its own last store.
+    w.load(Ordering::Relaxed)
+}
+
+/// Store a word; readers elsewhere only look, and nothing here is published by it.
+#[inline(always)]
+pub(crate) fn put(w: &AtomicU64, v: u64) {
+    // Relaxed: single writer; other processes' reads are inspections that tolerate a
+    // moment's inconsistency (see the SYNC pairs for what is published).
+    w.store(v, Ordering::Relaxed)
+}
+
+/// Add `d` (two's complement) to a counter word; a plain load and store (one writer).
+#[inline(always)]
+pub(crate) fn bump(w: &AtomicU64, d: i64) {
+    put(w, get(w).wrapping_add_signed(d))
+}
+
+impl<M: PoolMemory> OwnerAlloc<M> {
+    /// Lay a new allocator out in `mem` at byte offset `at` (128-aligned), whatever the
+    /// bytes held before. Commits only the header and tables; an extent is committed
+    /// when its class is first used. The allocator owns `at..reserved()`.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerError::Config`], [`OwnerError::Misaligned`], [`OwnerError::TooSmall`] if
+    /// the tables do not fit the reservation, [`OwnerError::Commit`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig, PoolMemory};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 4096, &OwnerConfig::default()).unwrap();
+    /// assert!(a.memory().committed() < 64 << 10); // tables only
+    /// ```
+    pub fn create(mem: M, at: usize, cfg: &OwnerConfig) -> Result<Self, OwnerError> {
+        let t = cfg.table_layout(at)?;
+        let reserved = mem.reserved();
+        if t.tables_end > reserved {
+            return Err(OwnerError::TooSmall {
+                needed: t.tables_end,
+                reserved,
+            });
+        }
+        let base = mem.base();
+        if base.as_ptr() as usize % EXTENT_ALIGN != 0 {
+            return Err(OwnerError::Corrupt {
+                what: "memory base not 128-aligned",
+            });
+        }
+        mem.commit(page_end(t.tables_end, reserved))?;
+        let committed = mem.committed();
+        if committed < t.tables_end || committed > reserved {
+            return Err(OwnerError::Corrupt {
+                what: "memory committed less than asked",
+            });
+        }
+        let words = PoolWords::new(mem);
+        let classes = cfg.classes.clone().into_boxed_slice();
+        let a = Self {
+            words,
+            layout: t,
+            classes,
+            max_extents: cfg.max_extents,
+            _not_sync: PhantomData,
+        };
+        a.write_tables(cfg)?;
+        Ok(a)
+    }
+
+    fn write_tables(&self, cfg: &OwnerConfig) -> Result<(), OwnerError> {
+        let t = self.layout;
+        let corrupt = OwnerError::Corrupt {
+            what: "tables beyond committed",
+        };
+        let h = self.words.block::<16>(t.at).ok_or(corrupt)?;
+        let n = self.classes.len();
+        for w in h {
+            put(w, 0); // the magic, at word 0, is stored last
+        }
+        put(&h[H_VERSION], OWNER_VERSION);
+        put(&h[H_CLASS_COUNT], n as u64);
+        put(&h[H_EXTENT_BYTES], cfg.extent_bytes as u64);
+        put(&h[H_MAX_EXTENTS], u64::from(cfg.max_extents));
+        put(&h[H_EXTENTS_USED], 0);
+        put(&h[H_BUMP], t.tables_end as u64);
+        put(&h[H_AT], t.at as u64);
+        put(&h[H_TABLES_END], t.tables_end as u64);
+        put(&h[H_RESERVED], self.words.mem().reserved() as u64);
+        for c in 0..=n {
+            let row = self
+                .words
+                .block::<16>(t.class_table + c * CLASS_ROW_BYTES)
+                .ok_or(corrupt)?;
+            for w in row {
+                put(w, 0);
+            }
+            if let Some(&size) = self.classes.get(c) {
+                let slots = cfg.slots_per_extent(size);
+                put(&row[C_SLOT_SIZE], size as u64);
+                put(&row[C_SLOTS_PER_EXTENT], slots as u64);
+                put(&row[C_DATA_SKIP], class_data_skip(slots) as u64);
+            } else {
+                // The dedicated row: one slot per extent, the slot on the next page.
+                put(&row[C_SLOTS_PER_EXTENT], 1);
+                put(&row[C_DATA_SKIP], PAGE as u64);
+            }
+        }
+        for e in 0..self.max_extents as usize {
+            for w in self
+                .words
+                .block::<4>(t.extent_table + e * EXTENT_ROW_BYTES)
+                .ok_or(corrupt)?
+            {
+                put(w, 0);
+            }
+        }
+        // SYNC owner-header-publish (Release): a reader that Acquire-loads the magic sees
+        // the whole header and tables written above.
+        h[H_MAGIC].store(OWNER_MAGIC, Ordering::Release);
+        Ok(())
+    }
+
+    /// The memory the pool lives in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig, PoolMemory};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(1 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// assert_eq!(a.memory().reserved(), 1 << 20);
+    /// ```
+    pub fn memory(&self) -> &M {
+        self.words.mem()
+    }
+
+    /// Byte offset (from the base) where the tables end and the first extent may start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(1 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// assert_eq!(a.tables_end(), 128 + 9 * 128 + 1024 * 32);
+    /// ```
+    pub fn tables_end(&self) -> usize {
+        self.layout.tables_end
+    }
+
+    /// The slot sizes of the classes, ascending (class `i` is `slot_sizes()[i]`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let cfg = OwnerConfig { classes: vec![64, 512], extent_bytes: 4096, max_extents: 4 };
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(1 << 20).unwrap(), 0, &cfg).unwrap();
+    /// assert_eq!(a.slot_sizes().collect::<Vec<_>>(), [64, 512]);
+    /// ```
+    pub fn slot_sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.classes.iter().copied()
+    }
+
+    /// Allocate a slot of at least `len` bytes: pops the smallest fitting class's free
+    /// list (the slot freed last comes first); when it is empty and `grow` is set,
+    /// commits a new extent of that class. `len` above the largest class gets a
+    /// dedicated extent of `len` rounded up to 4096 (a freed one that is large enough
+    /// is reused first). The slot is Owned.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerError::Exhausted`] (`class` = class count for oversize) when nothing is
+    /// free and growing is off, out of extents or out of reservation;
+    /// [`OwnerError::TooLarge`] when `len` can never fit the reservation;
+    /// [`OwnerError::Commit`] when the memory refuses to grow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig, OwnerError};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// assert_eq!(a.alloc(64, false), Err(OwnerError::Exhausted { class: 0 }));
+    /// let s = a.alloc(64, true).unwrap();
+    /// assert_eq!(s.capacity, 64);
+    /// ```
+    #[inline]
+    pub fn alloc(&self, len: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
+        // A short linear scan: few classes, and small messages hit the first ones.
+        match self.classes.iter().position(|&size| size >= len) {
+            Some(c) => self.alloc_class(c, grow),
+            None => self.alloc_dedicated(len, grow),
+        }
+    }
+
+    /// The row of class `c` (`c == classes.len()`: the dedicated row).
+    #[inline(always)]
+    pub(crate) fn row(&self, c: usize) -> Result<&[AtomicU64; 16], OwnerError> {
+        let off = self.layout.class_table + c * CLASS_ROW_BYTES;
+        self.words
+            .block::<16>(off)
+            .ok_or(OwnerError::Corrupt { what: "class row" })
+    }
+
+    /// The header words.
+    #[inline(always)]
+    pub(crate) fn header(&self) -> Option<&[AtomicU64; 16]> {
+        self.words.block::<16>(self.layout.at)
+    }
+
+    /// The row of extent `e` (any `e < max_extents`).
+    #[inline(always)]
+    pub(crate) fn extent_row(&self, e: u32) -> Option<&[AtomicU64; 4]> {
+        if e >= self.max_extents {
+            return None;
+        }
+        self.words
+            .block::<4>(self.layout.extent_table + e as usize * EXTENT_ROW_BYTES)
+    }
+
+    /// The metadata of slot `slot` of the extent starting at `ext_off`.
+    #[inline(always)]
+    pub(crate) fn meta(&self, ext_off: u64, slot: u32) -> Option<&[AtomicU64; 4]> {
+        let off = usize::try_from(ext_off)
+            .ok()?
+            .checked_add(slot as usize * META_BYTES)?;
+        self.words.block::<4>(off)
+    }
+
+    #[inline]
+    fn alloc_class(&self, c: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
+        let row = self.row(c)?;
+        let mut head = get(&row[C_FREE_HEAD]);
+        if head == 0 {
+            if !grow {
+                return Err(OwnerError::Exhausted { class: c });
+            }
+            self.grow_class(c, row)?;
+            head = get(&row[C_FREE_HEAD]);
+        }
+        let corrupt = |what| OwnerError::Corrupt { what };
+        let p = HandleParts::decode(head.wrapping_sub(1));
+        let ext_off = get(&self
+            .extent_row(p.extent)
+            .ok_or(corrupt("free head extent"))?[X_OFFSET]);
+        let meta = self
+            .meta(ext_off, p.slot)
+            .ok_or(corrupt("free head slot"))?;
+        let st = get(&meta[M_STATE]);
+        if st & STATE_MASK != S_FREE {
+            return Err(corrupt("free list holds a slot that is not free"));
+        }
+        put(&row[C_FREE_HEAD], get(&meta[M_NEXT_FREE]));
+        put(&meta[M_STATE], st & !STATE_MASK | S_OWNED);
+        bump(&row[C_FREE], -1);
+        bump(&row[C_OWNED], 1);
+        let size = self.classes[c];
+        let offset = (ext_off as usize) + get(&row[C_DATA_SKIP]) as usize + p.slot as usize * size;
+        Ok(OwnedSlot {
+            handle: (st & !STATE_MASK) | p.position(),
+            offset,
+            capacity: size,
+        })
+    }
+
+    /// Reserve room for a new extent of `bytes` aligned to `align`: its start, or
+    /// Exhausted/Commit. Does not publish anything.
+    fn carve(&self, class: usize, bytes: usize, align: usize) -> Result<(u32, usize), OwnerError> {
+        let h = self
+            .header()
+            .ok_or(OwnerError::Corrupt { what: "header" })?;
+        let used = get(&h[H_EXTENTS_USED]);
+        if used >= u64::from(self.max_extents) {
+            return Err(OwnerError::Exhausted { class });
+        }
+        let reserved = self.memory().reserved();
+        let start =
+            round_up(get(&h[H_BUMP]) as usize, align).ok_or(OwnerError::Exhausted { class })?;
+        let end = start
+            .checked_add(bytes)
+            .filter(|&e| e <= reserved)
+            .ok_or(OwnerError::Exhausted { class })?;
+        self.memory().commit(page_end(end, reserved))?;
+        let committed = self.memory().committed();
+        if committed < end || committed > reserved {
+            return Err(OwnerError::Corrupt {
+                what: "memory committed less than asked",
+            });
+        }
+        self.words.sync_limit();
+        Ok((used as u32, start))
+    }
+
+    /// Publish extent `e` at `start`: its row, then the header's count and bump.
+    fn publish_extent(
+        &self,
+        e: u32,
+        start: usize,
+        bytes: usize,
+        class: usize,
+        slots: usize,
+    ) -> Result<(), OwnerError> {
+        let corrupt = OwnerError::Corrupt {
+            what: "extent table",
+        };
+        let x = self.extent_row(e).ok_or(corrupt)?;
+        put(&x[X_OFFSET], start as u64);
+        put(&x[X_BYTES], bytes as u64);
+        put(&x[X_CLASS], class as u64);
+        put(&x[X_SLOTS], slots as u64);
+        let h = self.header().ok_or(corrupt)?;
+        put(&h[H_BUMP], (start + bytes) as u64);
+        // SYNC owner-extent-publish (Release): a reader that Acquire-loads the count sees
+        // the extent's row and slot metadata written before it.
+        h[H_EXTENTS_USED].store(u64::from(e) + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Commit a new extent of class `c`, all its slots free (generation 1), pushed on the
+    /// class's free list so slot 0 comes out first.
+    #[cold]
+    fn grow_class(&self, c: usize, row: &[AtomicU64; 16]) -> Result<(), OwnerError> {
+        let slots = get(&row[C_SLOTS_PER_EXTENT]) as usize;
+        let skip = get(&row[C_DATA_SKIP]) as usize;
+        let size = self.classes[c];
+        if slots == 0 || slots > MAX_OWNER_SLOTS || skip < slots * META_BYTES {
+            return Err(OwnerError::Corrupt { what: "class row" });
+        }
+        let bytes = slots
+            .checked_mul(size)
+            .and_then(|b| b.checked_add(skip))
+            .ok_or(OwnerError::Exhausted { class: c })?;
+        let (e, start) = self.carve(c, bytes, EXTENT_ALIGN)?;
+        let old_head = get(&row[C_FREE_HEAD]);
+        for s in 0..slots as u32 {
+            let meta = self.meta(start as u64, s).ok_or(OwnerError::Corrupt {
+                what: "extent metadata",
+            })?;
+            put(&meta[M_STATE], 1 << 32 | S_FREE);
+            put(&meta[M_LENT_MASK], 0);
+            put(
+                &meta[M_NEXT_FREE],
+                if s as usize + 1 < slots {
+                    link(e, s + 1)
+                } else {
+                    old_head
+                },
+            );
+            put(&meta[3], 0);
+        }
+        put(&row[C_FREE_HEAD], link(e, 0));
+        bump(&row[C_FREE], slots as i64);
+        bump(&row[C_EXTENTS], 1);
+        bump(&row[C_SLOTS], slots as i64);
+        self.publish_extent(e, start, bytes, c, slots)
+    }
+
+    /// Oversize: reuse a free dedicated extent that is large enough (first fit), else
+    /// commit a new one of `len` rounded up to a page, after a page of metadata.
+    #[cold]
+    fn alloc_dedicated(&self, len: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
+        let class = self.classes.len();
+        let room = self
+            .memory()
+            .reserved()
+            .saturating_sub(round_up(self.layout.tables_end, PAGE).unwrap_or(usize::MAX));
+        let max = room.saturating_sub(PAGE);
+        let need = match round_up(len, PAGE) {
+            Some(n) if n <= max => n,
+            _ => return Err(OwnerError::TooLarge { len, max }),
+        };
+        let row = self.row(class)?;
+        if let Some(s) = self.reuse_dedicated(row, len)? {
+            return Ok(s);
+        }
+        if !grow {
+            return Err(OwnerError::Exhausted { class });
+        }
+        let bytes = PAGE + need;
+        let (e, start) = self.carve(class, bytes, PAGE)?;
+        let meta = self.meta(start as u64, 0).ok_or(OwnerError::Corrupt {
+            what: "extent metadata",
+        })?;
+        put(&meta[M_STATE], 1 << 32 | S_OWNED);
+        put(&meta[M_LENT_MASK], 0);
+        put(&meta[M_NEXT_FREE], 0);
+        put(&meta[3], 0);
+        bump(&row[C_OWNED], 1);
+        bump(&row[C_EXTENTS], 1);
+        bump(&row[C_SLOTS], 1);
+        self.publish_extent(e, start, bytes, class, 1)?;
+        let handle = HandleParts {
+            generation: 1,
+            extent: e,
+            slot: 0,
+        }
+        .encode();
+        Ok(OwnedSlot {
+            handle,
+            offset: start + PAGE,
+            capacity: need,
+        })
+    }
+
+    /// First fit on the dedicated free list (bounded by the extent count).
+    fn reuse_dedicated(
+        &self,
+        row: &[AtomicU64; 16],
+        len: usize,
+    ) -> Result<Option<OwnedSlot>, OwnerError> {
+        let corrupt = |what| OwnerError::Corrupt { what };
+        let mut prev: Option<&AtomicU64> = None;
+        let mut cur = get(&row[C_FREE_HEAD]);
+        for _ in 0..self.max_extents {
+            if cur == 0 {
+                return Ok(None);
+            }
+            let p = HandleParts::decode(cur - 1);
+            let x = self
+                .extent_row(p.extent)
+                .ok_or(corrupt("dedicated free list"))?;
+            let (start, bytes) = (get(&x[X_OFFSET]), get(&x[X_BYTES]) as usize);
+            let meta = self.meta(start, 0).ok_or(corrupt("dedicated free list"))?;
+            let st = get(&meta[M_STATE]);
+            if st & STATE_MASK != S_FREE || p.slot != 0 {
+                return Err(corrupt("free list holds a slot that is not free"));
+            }
+            let capacity = bytes.saturating_sub(PAGE);
+            if capacity >= len {
+                put(prev.unwrap_or(&row[C_FREE_HEAD]), get(&meta[M_NEXT_FREE]));
+                put(&meta[M_STATE], st & !STATE_MASK | S_OWNED);
+                bump(&row[C_FREE], -1);
+                bump(&row[C_OWNED], 1);
+                let handle = (st & !STATE_MASK) | p.position();
+                return Ok(Some(OwnedSlot {
+                    handle,
+                    offset: start as usize + PAGE,
+                    capacity,
+                }));
+            }
+            prev = Some(&meta[M_NEXT_FREE]);
+            cur = get(&meta[M_NEXT_FREE]);
+        }
+        Err(corrupt("dedicated free list longer than the extent table"))
+    }
+
+    /// Pointer to the slot's bytes (`base + offset`), checked to lie inside the
+    /// committed extents (not the tables). Writing through it is the caller's `unsafe`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReturnError::Invalid`] (`field: "offset"`) if `offset..offset + capacity` is not
+    /// inside the committed bytes after the tables.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig, OwnedSlot};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let s = a.alloc(10, true).unwrap();
+    /// assert!(a.slot_ptr(&s).is_ok());
+    /// assert!(a.slot_ptr(&OwnedSlot { handle: 0, offset: 0, capacity: 64 }).is_err());
+    /// ```
+    #[inline]
+    pub fn slot_ptr(&self, s: &OwnedSlot) -> Result<NonNull<u8>, ReturnError> {
+        if s.offset < self.layout.tables_end {
+            return Err(ReturnError::Invalid { field: "offset" });
+        }
+        self.words
+            .ptr(s.offset, s.capacity)
+            .ok_or(ReturnError::Invalid { field: "offset" })
+    }
+}
+
+/// `end` rounded up to a page, but not past `reserved`: what to ask `commit` for.
+fn page_end(end: usize, reserved: usize) -> usize {
+    round_up(end, PAGE)
+        .unwrap_or(usize::MAX)
+        .min(reserved)
+        .max(end)
+}
