@@ -1264,7 +1264,9 @@ impl Region {
             return Err(RegionError::invalid("len", format!("{new_len} is not a multiple of the page size {page}")));
         }
         let _local = self.grow_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _flock = FlockGuard::exclusive(self.fd.as_fd())?;
+        // A sealed pool has one writer (us): no cross-process lock, which a
+        // reader could otherwise hold forever to stall our growth.
+        let _flock = if self.sealed_pool { None } else { Some(FlockGuard::exclusive(self.fd.as_fd())?) };
         // Another process may have grown it meanwhile: map that first.
         self.remap_locked()?;
         let current = self.mapped.load(Ordering::Relaxed); // Relaxed: we hold grow_lock.

@@ -57,6 +57,30 @@ fn bind_and_preferred_place_every_page_on_each_node_and_growth_follows() {
 }
 
 #[test]
+fn sealed_pools_are_placed_on_each_node_and_growth_follows() {
+    for node in nodes_with_memory() {
+        let owner = RegionOptions::new(2 * MIB)
+            .max_len(8 * MIB)
+            .node(node)
+            .policy(MemPolicy::Bind)
+            .populate(true)
+            .create_sealed("numa-pool")
+            .unwrap();
+        assert_eq!(owner.verify_placement().unwrap().on_node(node), 2 * MIB / 4096, "node {node}");
+        owner.resize(4 * MIB).unwrap();
+        let pages = owner.verify_placement().unwrap();
+        assert_eq!(pages.on_node(node), 4 * MIB / 4096, "grown, node {node}: {pages:?}");
+        // A reader's view, counting the pages the owner committed.
+        let reader =
+            Region::attach_pool_fd(owner.as_fd().try_clone_to_owned().unwrap(), AttachOptions { read_only: true }).unwrap();
+        let seen = reader.resident_pages_per_node().unwrap();
+        assert_eq!(seen.on_node(node), 4 * MIB / 4096, "reader view, node {node}: {seen:?}");
+        reader.verify_placement().unwrap();
+        println!("sealed pool on node {node}: {} pages verified", pages.present());
+    }
+}
+
+#[test]
 fn interleave_spreads_pages_over_all_nodes() {
     let nodes = nodes_with_memory();
     let r = RegionOptions::new(8 * MIB).nodes(&nodes).policy(MemPolicy::Interleave).populate(true).create_anonymous("numa-il").unwrap();

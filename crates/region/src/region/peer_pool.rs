@@ -20,6 +20,14 @@ use crate::error::{RegionError, Result};
 /// `max_len` as address space (PROT_READ, no memory), so the bound keeps a
 /// hostile owner from exhausting a reader's address space with one pool;
 /// [`crate::RegionOptions::create_sealed`] refuses larger pools up front.
+///
+/// # Examples
+///
+/// ```
+/// use numashm_region::{RegionError, RegionOptions, MAX_POOL_LEN};
+/// let err = RegionOptions::new(1 << 20).max_len(2 * MAX_POOL_LEN).create_sealed("doc-max-pool").unwrap_err();
+/// assert!(matches!(err, RegionError::TooLarge { max: MAX_POOL_LEN, .. }));
+/// ```
 pub const MAX_POOL_LEN: usize = 1 << 40;
 
 /// `TMPFS_MAGIC`: memfds (without hugetlb) live on the kernel's internal shmem mount.
