@@ -43,7 +43,7 @@ pub enum CommitError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OwnerError {
     /// The configuration is invalid: `field` (`"classes"`, `"extent_bytes"`,
-    /// `"max_extents"`).
+    /// `"max_extents"`, or `"at"` when the tables would end past `usize::MAX`).
     #[error("invalid owner configuration: {field}")]
     Config {
         /// The offending field.
