@@ -33,6 +33,7 @@ mod inspect;
 mod layout;
 mod memory;
 mod peers;
+pub mod pool;
 mod prefetch;
 mod segment;
 mod sync;
@@ -49,7 +50,7 @@ pub use numashm_region::{
     CachePolicy, MemPolicy, NodeSet, PageSize, Placement, Region, RegionError, RegionOptions, Topology,
 };
 pub use numashm_ring::EventFd;
-pub use numashm_varslot::{Config as ClassConfig, Handle};
+pub use numashm_varslot::{Config as ClassConfig, Handle, OwnerConfig};
 
 /// Ownership, capabilities and offer/claim of memory between unrelated
 /// processes, with the kernel enforcing permissions (`numashm-ownership`).

@@ -322,7 +322,7 @@ pub struct Segment {
 
 
 /// Nodes nearest first from the node of the CPU we run on now.
-fn local_node_order() -> Vec<u32> {
+pub(crate) fn local_node_order() -> Vec<u32> {
     let Ok(topo) = numashm_region::Topology::get() else { return Vec::new() };
     // libc's sched_getcpu, not rustix's: rustix finds the vDSO by parsing the
     // auxiliary vector itself, which crashes under valgrind (callgrind counts of

@@ -1,0 +1,167 @@
+//! Our own pool: a sealed memfd only this peer maps writable. It holds the
+//! pool header (identity, counters, the channel and link tables), and behind
+//! it the owner allocator, whose extents also hold our rings' producer blocks,
+//! our ring heads and our return rings.
+//!
+//! Pool header (version 4), `u64` words from byte 4096 of the pool:
+//!
+//! | word | field |
+//! |---|---|
+//! | 0 | magic `"NSHMPOOL"` (stored last: SYNC pool-init) |
+//! | 1 | version (4) |
+//! | 2 | pool id (random, also in our rendezvous entry) |
+//! | 3, 4 | owner pid, owner start time |
+//! | 5, 6 | messages sent, received |
+//! | 7, 8 | returns accepted, bad returns dropped |
+//! | 9 | allocator offset |
+//! | 64 + 4c .. | channel `c` we produce: data ring block offset, capacity, return-head block offset, bound consumer entry + 1 |
+//! | 320 + 8l .. | link `l` (a channel we consume from one producer): `valid << 63 \| channel << 32 \| producer entry`, producer pool id, our head block offset, our return ring block offset, the producer's ring offset it reads, return ring capacity |
+#![allow(unsafe_code)] // PoolMemory over the sealed mapping (one impl, SAFETY on each block)
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use numashm_region::{Region, RegionOptions};
+use numashm_varslot::{CommitError, OwnerAlloc, PoolMemory};
+
+use crate::pool::config::PeerConfig;
+use crate::pool::error::PoolError;
+use crate::sync::Ordering;
+use crate::words::Words;
+
+/// First word of a pool header: `b"NSHMPOOL"` little-endian.
+pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"NSHMPOOL");
+/// Pool layout version.
+pub const POOL_VERSION: u64 = 4;
+
+pub(crate) const POOL_HEADER_OFF: usize = numashm_region::HEADER_LEN;
+pub(crate) const POOL_HEADER_WORDS: usize = 1536; // 12 KiB: header, 64 channels, 64 links
+pub(crate) const ALLOC_OFF: usize = POOL_HEADER_OFF + POOL_HEADER_WORDS * 8;
+/// Links (producer, channel) one peer can consume from at once.
+pub const MAX_LINKS: usize = 64;
+
+pub(crate) const P_MAGIC: usize = 0;
+pub(crate) const P_VERSION: usize = 1;
+pub(crate) const P_ID: usize = 2;
+pub(crate) const P_PID: usize = 3;
+pub(crate) const P_STARTED: usize = 4;
+pub(crate) const P_SENT: usize = 5;
+pub(crate) const P_RECEIVED: usize = 6;
+pub(crate) const P_RETURNS: usize = 7;
+pub(crate) const P_BAD_RETURNS: usize = 8;
+pub(crate) const P_ALLOC_OFF: usize = 9;
+pub(crate) const P_CHANNELS: usize = 64;
+pub(crate) const CHANNEL_WORDS: usize = 4;
+pub(crate) const P_LINKS: usize = 320;
+pub(crate) const LINK_WORDS: usize = 8;
+pub(crate) const LINK_VALID: u64 = 1 << 63;
+
+const _: () = assert!(P_CHANNELS + crate::pool::MAX_CHANNELS * CHANNEL_WORDS <= P_LINKS);
+const _: () = assert!(P_LINKS + MAX_LINKS * LINK_WORDS <= POOL_HEADER_WORDS);
+const _: () = assert!(ALLOC_OFF % 4096 == 0);
+
+/// The sealed region as the owner allocator's memory: `commit` grows the
+/// memfd in place (the base never moves; the owner mapped the whole
+/// reservation before sealing).
+#[derive(Debug, Clone)]
+pub(crate) struct RegionPoolMemory(pub(crate) Arc<Region>);
+
+// SAFETY: `base` is the start of a mapping reserved once for `reserved()`
+// bytes that never moves or shrinks while the Arc'd region lives; `committed()`
+// bytes of it are backed (the region's length is only raised after the memfd
+// was grown and committed); `commit` only ever grows it.
+unsafe impl PoolMemory for RegionPoolMemory {
+    fn base(&self) -> NonNull<u8> {
+        NonNull::new(self.0.as_ptr()).expect("a mapped region has a non-null base")
+    }
+
+    fn committed(&self) -> usize {
+        self.0.len()
+    }
+
+    fn reserved(&self) -> usize {
+        self.0.max_len()
+    }
+
+    fn commit(&self, len: usize) -> Result<(), CommitError> {
+        if len <= self.0.len() {
+            return Ok(());
+        }
+        let page = self.0.page_size();
+        let reserved = self.0.max_len();
+        let want = len.checked_next_multiple_of(page).filter(|&w| w <= reserved).ok_or(CommitError::BeyondReserved { len, reserved })?;
+        self.0.resize(want).map_err(|e| CommitError::Os { op: "resize", errno: e.errno().map_or(0, |e| e.raw_os_error()) })
+    }
+}
+
+/// Our pool: the owner side of everything another peer reads from us.
+#[derive(Debug)]
+pub(crate) struct OwnPool {
+    pub(crate) region: Arc<Region>,
+    pub(crate) header: Words,
+    pub(crate) alloc: OwnerAlloc<RegionPoolMemory>,
+    pub(crate) id: u64,
+}
+
+impl OwnPool {
+    /// Creates, places and seals a new pool, then lays out its header and allocator.
+    pub(crate) fn create(cfg: &PeerConfig, pid: u32, started: u64) -> Result<Self, PoolError> {
+        let mut opts = RegionOptions::new(ALLOC_OFF + 4096).max_len(cfg.reserve).cache_policy(cfg.cache);
+        if !cfg.nodes.is_empty() {
+            opts = opts.nodes(&cfg.nodes).policy(cfg.policy);
+        }
+        opts = opts.fallback(cfg.fallback);
+        let region = Arc::new(opts.create_sealed(&cfg.name)?);
+        let header = Words::new(region.clone(), POOL_HEADER_OFF, POOL_HEADER_WORDS)
+            .ok_or(PoolError::Config { field: "reserve", detail: "too small for a pool header" })?;
+        let alloc = OwnerAlloc::create(RegionPoolMemory(region.clone()), ALLOC_OFF, &cfg.classes)?;
+        let id = pool_id();
+        // Relaxed: published by the Release store of the magic (SYNC pool-init).
+        header.at(P_VERSION).store(POOL_VERSION, Ordering::Relaxed);
+        header.at(P_ID).store(id, Ordering::Relaxed);
+        header.at(P_PID).store(u64::from(pid), Ordering::Relaxed);
+        header.at(P_STARTED).store(started, Ordering::Relaxed);
+        header.at(P_ALLOC_OFF).store(ALLOC_OFF as u64, Ordering::Relaxed);
+        header.at(P_MAGIC).store(POOL_MAGIC, Ordering::Release);
+        Ok(OwnPool { region, header, alloc, id })
+    }
+
+    /// Adds `n` to one of our counters: we are its only writer, so a load and
+    /// a store (no locked instruction). Relaxed: a statistic.
+    #[inline]
+    pub(crate) fn bump(&self, word: usize, n: u64) {
+        let w = self.header.at(word);
+        w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub(crate) fn channel_word(&self, c: usize, w: usize) -> &crate::sync::AtomicU64 {
+        debug_assert!(c < crate::pool::MAX_CHANNELS && w < CHANNEL_WORDS);
+        self.header.at(P_CHANNELS + c * CHANNEL_WORDS + w)
+    }
+
+    pub(crate) fn link_word(&self, l: usize, w: usize) -> &crate::sync::AtomicU64 {
+        debug_assert!(l < MAX_LINKS && w < LINK_WORDS);
+        self.header.at(P_LINKS + l * LINK_WORDS + w)
+    }
+
+    /// Pointer to byte `offset` of our pool, for a block the allocator gave us.
+    pub(crate) fn ptr(&self, offset: usize) -> NonNull<u8> {
+        debug_assert!(offset < self.region.len());
+        // SAFETY: offsets passed here come from our own allocator, inside the
+        // committed part of the mapping, which never moves or shrinks.
+        unsafe { NonNull::new_unchecked(self.region.as_ptr().add(offset)) }
+    }
+}
+
+/// A random pool id (never 0), from the kernel's random source.
+fn pool_id() -> u64 {
+    let mut b = [0u8; 8];
+    loop {
+        if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_ok() {
+            let v = u64::from_le_bytes(b);
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Another peer's pool, mapped read-only. The kernel keeps it read-only for
+//! us (the owner sealed it); everything in it is still the owner's word, so
+//! every offset read from it is checked against the length the kernel says
+//! the memfd has before a byte is touched.
+#![allow(unsafe_code)] // pointers into the read-only mapping (bounds checked first)
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use numashm_region::{AttachOptions, Region};
+
+use crate::pool::error::PoolError;
+use crate::pool::own::{
+    CHANNEL_WORDS, LINK_VALID, LINK_WORDS, MAX_LINKS, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_MAGIC, POOL_VERSION,
+    P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_PID, P_VERSION,
+};
+use crate::pool::rendezvous::EntryHint;
+use crate::sync::Ordering;
+use crate::words::Words;
+
+/// A peer's pool as we see it: read-only, verified once at open.
+#[derive(Debug)]
+pub(crate) struct RemotePool {
+    pub(crate) region: Arc<Region>,
+    header: Words,
+    pub(crate) entry: u32,
+    pub(crate) epoch: u32,
+    pub(crate) pid: u32,
+    pub(crate) started: u64,
+    pub(crate) id: u64,
+}
+
+/// What a producer's channel table says of one channel (validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChannelHint {
+    pub(crate) ring_off: usize,
+    pub(crate) capacity: usize,
+    pub(crate) returns_head_off: usize,
+}
+
+/// What a consumer's link table says of its link to us (validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkHint {
+    pub(crate) head_off: usize,
+    pub(crate) returns_off: usize,
+    pub(crate) returns_capacity: usize,
+}
+
+/// Largest ring a peer may ask us to read (cells).
+pub(crate) const MAX_RING_CELLS: usize = 1 << 16;
+
+impl RemotePool {
+    /// Opens entry `entry`'s pool through `/proc/PID/fd/N` and verifies it:
+    /// the region layer checks it is a memfd sealed against writes, shrinking
+    /// and new seals; here its header must name the pool id and pid the
+    /// rendezvous advertised.
+    pub(crate) fn open(entry: u32, hint: &EntryHint) -> Result<Self, PoolError> {
+        let fd = i32::try_from(hint.pool_fd)
+            .map_err(|_| PoolError::Corrupt { what: "rendezvous entry", field: "pool fd", value: hint.pool_fd })?;
+        let region = Arc::new(Region::attach_pool_of(hint.pid, fd, AttachOptions { read_only: true })?);
+        let header = Words::new(region.clone(), POOL_HEADER_OFF, POOL_HEADER_WORDS)
+            .ok_or(PoolError::Corrupt { what: "pool", field: "len", value: region.len() as u64 })?;
+        // Acquire: SYNC pool-init (the owner stored the magic last).
+        let magic = header.at(P_MAGIC).load(Ordering::Acquire);
+        let check = |field, value: u64, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(PoolError::Corrupt { what: "pool", field, value })
+            }
+        };
+        check("magic", magic, magic == POOL_MAGIC)?;
+        let v = header.at(P_VERSION).load(Ordering::Relaxed);
+        check("version", v, v == POOL_VERSION)?;
+        let id = header.at(P_ID).load(Ordering::Relaxed);
+        check("id", id, id == hint.pool_id && id != 0)?;
+        let pid = header.at(P_PID).load(Ordering::Relaxed);
+        check("pid", pid, pid == u64::from(hint.pid))?;
+        Ok(RemotePool { region, header, entry, epoch: hint.epoch, pid: hint.pid, started: hint.started, id })
+    }
+
+    /// Whether `[off, off + len)` lies inside what the kernel says the memfd
+    /// holds (no syscall unless the pool grew since we last asked).
+    #[inline]
+    pub(crate) fn covers(&self, off: u64, len: u64) -> bool {
+        match off.checked_add(len) {
+            Some(end) => usize::try_from(end).is_ok_and(|end| self.region.len_at_least(end)),
+            None => false,
+        }
+    }
+
+    /// Pointer to byte `off` after `covers(off, len)` said yes.
+    pub(crate) fn ptr(&self, off: u64) -> NonNull<u8> {
+        debug_assert!(self.covers(off, 0));
+        // SAFETY: `off` is inside the mapping (checked by the caller through
+        // `covers`); the mapping never moves while `region` lives.
+        unsafe { NonNull::new_unchecked(self.region.as_ptr().add(off as usize)) }
+    }
+
+    /// The producer side of channel `c` in this pool, if it has one that fits.
+    pub(crate) fn channel(&self, c: usize) -> Result<Option<ChannelHint>, PoolError> {
+        let w = |i| self.header.at(P_CHANNELS + c * CHANNEL_WORDS + i).load(Ordering::Acquire);
+        let (ring_off, capacity, returns_head_off) = (w(0), w(1), w(2));
+        if ring_off == 0 {
+            return Ok(None);
+        }
+        let bad = |field, value| PoolError::Corrupt { what: "pool channel table", field, value };
+        if !capacity.is_power_of_two() || capacity as usize > MAX_RING_CELLS {
+            return Err(bad("capacity", capacity));
+        }
+        let ring_len = numashm_ring::split_producer_bytes(capacity as usize) as u64;
+        if ring_off % 128 != 0 || !self.covers(ring_off, ring_len) {
+            return Err(bad("ring offset", ring_off));
+        }
+        if returns_head_off % 128 != 0 || !self.covers(returns_head_off, numashm_ring::SPLIT_CONSUMER_BYTES as u64) {
+            return Err(bad("return head offset", returns_head_off));
+        }
+        Ok(Some(ChannelHint { ring_off: ring_off as usize, capacity: capacity as usize, returns_head_off: returns_head_off as usize }))
+    }
+
+    /// The link this (consumer) pool made to our channel `c` ring at `ring_off`.
+    pub(crate) fn link_to(&self, c: usize, producer_entry: u32, producer_pool: u64, ring_off: usize) -> Result<Option<LinkHint>, PoolError> {
+        for l in 0..MAX_LINKS {
+            let w = |i| self.header.at(P_LINKS + l * LINK_WORDS + i).load(Ordering::Acquire);
+            let tag = w(0);
+            if tag != LINK_VALID | (c as u64) << 32 | u64::from(producer_entry) {
+                continue;
+            }
+            if w(1) != producer_pool || w(4) != ring_off as u64 {
+                continue;
+            }
+            let (head_off, returns_off, cap) = (w(2), w(3), w(5));
+            let bad = |field, value| PoolError::Corrupt { what: "pool link table", field, value };
+            if !cap.is_power_of_two() || cap as usize > MAX_RING_CELLS {
+                return Err(bad("return capacity", cap));
+            }
+            if head_off % 128 != 0 || !self.covers(head_off, numashm_ring::SPLIT_CONSUMER_BYTES as u64) {
+                return Err(bad("head offset", head_off));
+            }
+            let rlen = numashm_ring::split_producer_bytes(cap as usize) as u64;
+            if returns_off % 128 != 0 || !self.covers(returns_off, rlen) {
+                return Err(bad("return ring offset", returns_off));
+            }
+            return Ok(Some(LinkHint { head_off: head_off as usize, returns_off: returns_off as usize, returns_capacity: cap as usize }));
+        }
+        Ok(None)
+    }
+}

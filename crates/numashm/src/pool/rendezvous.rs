@@ -1,0 +1,301 @@
+//! The rendezvous: the one memory every peer writes, so every word read from
+//! it is a hint. It says which peers exist and where their pools are; who
+//! consumes each channel; which channels each peer produces. Nothing read here
+//! is used before the kernel confirms it (the process lives, the pool fd is a
+//! sealed memfd, the pool's own header names the same id).
+//!
+//! Layout (version 4; offsets from the region base, `u64` words):
+//!
+//! | offset | words | part |
+//! |---|---|---|
+//! | 0 | | region header (region.md) |
+//! | 4096 | 64 | header: magic, `version \| max_peers << 32`, change counter |
+//! | 4608 | 64 | channel words: consumer entry + 1 (0 = none), taken by CAS |
+//! | 5120 | 16 × max_peers | peer entries |
+//!
+//! Peer entry words: 0 `state (8) | epoch (24) | pid (32)` (CAS), 1 start
+//! time, 2 pool fd number in the owner, 3 pool id, 4 pool reservation bytes,
+//! 5 produced-channel mask, 6 consumed-channel mask.
+
+use std::sync::Arc;
+
+use numashm_region::{Region, HEADER_LEN};
+
+use crate::pool::error::PoolError;
+use crate::pool::liveness::liveness;
+use crate::sync::{AtomicU64, Ordering};
+use crate::words::Words;
+
+/// First header word: `b"NSHMRDV4"` little-endian.
+pub const RENDEZVOUS_MAGIC: u64 = u64::from_le_bytes(*b"NSHMRDV4");
+/// Layout version of the rendezvous.
+pub const RENDEZVOUS_VERSION: u64 = 4;
+/// Channels per rendezvous (a channel is one bit of a `u64` mask).
+pub const MAX_CHANNELS: usize = 64;
+/// Most peers a rendezvous holds.
+pub const MAX_POOL_PEERS: u32 = 1024;
+
+pub(crate) const HEADER_OFF: usize = HEADER_LEN;
+const HEADER_WORDS: usize = 64;
+pub(crate) const CHANNELS_OFF: usize = HEADER_OFF + HEADER_WORDS * 8;
+pub(crate) const PEERS_OFF: usize = CHANNELS_OFF + MAX_CHANNELS * 8;
+pub(crate) const ENTRY_WORDS: usize = 16;
+
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 1;
+const H_CHANGES: usize = 2;
+
+pub(crate) const E_IDENT: usize = 0;
+pub(crate) const E_STARTED: usize = 1;
+pub(crate) const E_POOL_FD: usize = 2;
+pub(crate) const E_POOL_ID: usize = 3;
+pub(crate) const E_POOL_RESERVED: usize = 4;
+pub(crate) const E_PRODUCES: usize = 5;
+pub(crate) const E_CONSUMES: usize = 6;
+
+/// Entry states (word 0, bits 56..64).
+pub(crate) const S_EMPTY: u64 = 0;
+pub(crate) const S_JOINING: u64 = 1;
+pub(crate) const S_ATTACHED: u64 = 2;
+
+pub(crate) fn pack(state: u64, epoch: u32, pid: u32) -> u64 {
+    state << 56 | u64::from(epoch & 0x00ff_ffff) << 32 | u64::from(pid)
+}
+
+pub(crate) fn unpack(w: u64) -> (u64, u32, u32) {
+    (w >> 56, (w >> 32) as u32 & 0x00ff_ffff, w as u32)
+}
+
+/// Bytes a rendezvous for `max_peers` needs.
+pub(crate) fn rendezvous_len(max_peers: u32) -> usize {
+    PEERS_OFF + max_peers as usize * ENTRY_WORDS * 8
+}
+
+/// What one peer entry says (hints, copied out with atomic loads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryHint {
+    pub(crate) state: u64,
+    pub(crate) epoch: u32,
+    pub(crate) pid: u32,
+    pub(crate) started: u64,
+    pub(crate) pool_fd: u64,
+    pub(crate) pool_id: u64,
+    pub(crate) pool_reserved: u64,
+    pub(crate) produces: u64,
+}
+
+/// The mapped rendezvous, validated once at open (magic, version, size).
+#[derive(Debug)]
+pub(crate) struct Rendezvous {
+    pub(crate) region: Arc<Region>,
+    header: Words,
+    channels: Words,
+    peers: Words,
+    pub(crate) max_peers: u32,
+}
+
+impl Rendezvous {
+    /// Lays out a fresh rendezvous in a new, zeroed, writable region.
+    pub(crate) fn init(region: Arc<Region>, max_peers: u32) -> Result<Self, PoolError> {
+        let r = Self::view(region, max_peers)?;
+        // Relaxed: published by the Release store of the magic (SYNC rendezvous-init).
+        r.header.at(H_VERSION).store(RENDEZVOUS_VERSION | u64::from(max_peers) << 32, Ordering::Relaxed);
+        r.header.at(H_MAGIC).store(RENDEZVOUS_MAGIC, Ordering::Release);
+        Ok(r)
+    }
+
+    /// Opens an existing rendezvous: every header word is hostile.
+    pub(crate) fn open(region: Arc<Region>) -> Result<Self, PoolError> {
+        let head = Words::new(region.clone(), HEADER_OFF, HEADER_WORDS)
+            .ok_or(PoolError::Corrupt { what: "rendezvous", field: "len", value: region.len() as u64 })?;
+        // Acquire: SYNC rendezvous-init, the creator's words before the magic.
+        let magic = head.at(H_MAGIC).load(Ordering::Acquire);
+        if magic != RENDEZVOUS_MAGIC {
+            return Err(PoolError::Corrupt { what: "rendezvous", field: "magic", value: magic });
+        }
+        let v = head.at(H_VERSION).load(Ordering::Relaxed);
+        if v & 0xffff_ffff != RENDEZVOUS_VERSION {
+            return Err(PoolError::Corrupt { what: "rendezvous", field: "version", value: v & 0xffff_ffff });
+        }
+        let max_peers = (v >> 32) as u32;
+        if max_peers == 0 || max_peers > MAX_POOL_PEERS {
+            return Err(PoolError::Corrupt { what: "rendezvous", field: "max_peers", value: u64::from(max_peers) });
+        }
+        Self::view(region, max_peers)
+    }
+
+    fn view(region: Arc<Region>, max_peers: u32) -> Result<Self, PoolError> {
+        let too_small = || PoolError::Corrupt { what: "rendezvous", field: "len", value: region.len() as u64 };
+        let header = Words::new(region.clone(), HEADER_OFF, HEADER_WORDS).ok_or_else(too_small)?;
+        let channels = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
+        let peers = Words::new(region.clone(), PEERS_OFF, max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
+        Ok(Rendezvous { region, header, channels, peers, max_peers })
+    }
+
+    fn word(&self, entry: u32, w: usize) -> &AtomicU64 {
+        debug_assert!(entry < self.max_peers && w < ENTRY_WORDS);
+        self.peers.at(entry as usize * ENTRY_WORDS + w)
+    }
+
+    /// Counter bumped whenever the set of peers or producers changes: a hint
+    /// to rescan (a hostile bump only costs a rescan).
+    pub(crate) fn changes(&self) -> u64 {
+        // Relaxed: a hint; what it hints at is read and validated separately.
+        self.header.at(H_CHANGES).load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bump_changes(&self) {
+        // Release: a rescanner that sees the new count sees the entry words before it.
+        self.header.at(H_CHANGES).fetch_add(1, Ordering::Release);
+    }
+
+    /// Takes an entry: `Empty → Joining` by CAS, fills it, then `Attached`.
+    /// An entry whose process is dead for sure is taken over as if Empty.
+    pub(crate) fn join(&self, pid: u32, started: u64, pool_fd: u64, pool_id: u64, reserved: u64) -> Result<(u32, u32), PoolError> {
+        for i in 0..self.max_peers {
+            let ident = self.word(i, E_IDENT);
+            // Relaxed: a first look; the CAS decides.
+            let cur = ident.load(Ordering::Relaxed);
+            let (state, epoch, old_pid) = unpack(cur);
+            let free = state == S_EMPTY
+                || liveness(u64::from(old_pid), self.word(i, E_STARTED).load(Ordering::Relaxed)).is_dead();
+            if !free {
+                continue;
+            }
+            let epoch = epoch.wrapping_add(1) & 0x00ff_ffff;
+            // AcqRel: exactly one joiner wins the entry; see its previous user's words.
+            if ident.compare_exchange(cur, pack(S_JOINING, epoch, pid), Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            // Relaxed: published by the Release store of the Attached state below.
+            self.word(i, E_STARTED).store(started, Ordering::Relaxed);
+            self.word(i, E_POOL_FD).store(pool_fd, Ordering::Relaxed);
+            self.word(i, E_POOL_ID).store(pool_id, Ordering::Relaxed);
+            self.word(i, E_POOL_RESERVED).store(reserved, Ordering::Relaxed);
+            self.word(i, E_PRODUCES).store(0, Ordering::Relaxed);
+            self.word(i, E_CONSUMES).store(0, Ordering::Relaxed);
+            // Release: SYNC peer-publish, the entry's words before the state says Attached.
+            ident.store(pack(S_ATTACHED, epoch, pid), Ordering::Release);
+            self.bump_changes();
+            return Ok((i, epoch));
+        }
+        Err(PoolError::Full { what: "peer table", max: self.max_peers as usize })
+    }
+
+    /// Puts our own entry's words back where another process overwrote them
+    /// (every peer may write the rendezvous; each repairs what is its own, on
+    /// its slow paths). An entry now held by another live process is left alone.
+    pub(crate) fn repair(&self, entry: u32, epoch: u32, pid: u32, words: &[(usize, u64)]) {
+        let ident = self.word(entry, E_IDENT);
+        let mine = pack(S_ATTACHED, epoch, pid);
+        // Relaxed: a check on a slow path; the words it guards are re-validated by readers.
+        let cur = ident.load(Ordering::Relaxed);
+        if cur != mine {
+            let (_, _, other) = unpack(cur);
+            if other != pid && !liveness(u64::from(other), 0).is_dead() {
+                return; // displaced by a live joiner: our links keep working, new ones go elsewhere
+            }
+        }
+        let mut changed = false;
+        for &(w, v) in words {
+            let word = self.word(entry, w);
+            if word.load(Ordering::Relaxed) != v {
+                // Relaxed: published by the Release store of the ident below.
+                word.store(v, Ordering::Relaxed);
+                changed = true;
+            }
+        }
+        if cur != mine || changed {
+            // Release: SYNC peer-publish again.
+            ident.store(mine, Ordering::Release);
+            self.bump_changes();
+        }
+    }
+
+    /// Gives our entry back (only if it is still ours: a hostile rewrite is left alone).
+    pub(crate) fn leave(&self, entry: u32, epoch: u32, pid: u32) {
+        for c in 0..MAX_CHANNELS {
+            let _ = self.channels.at(c).compare_exchange(u64::from(entry) + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        // Release: everything we did as this entry happens before its next user's join.
+        let _ = self.word(entry, E_IDENT).compare_exchange(
+            pack(S_ATTACHED, epoch, pid),
+            pack(S_EMPTY, epoch, 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        self.bump_changes();
+    }
+
+    /// The hints of entry `i` (an Attached entry's words were published before its state).
+    pub(crate) fn entry(&self, i: u32) -> EntryHint {
+        // Acquire: SYNC peer-publish.
+        let (state, epoch, pid) = unpack(self.word(i, E_IDENT).load(Ordering::Acquire));
+        // Relaxed: ordered after the Acquire load above.
+        let load = |w| self.word(i, w).load(Ordering::Relaxed);
+        EntryHint {
+            state,
+            epoch,
+            pid,
+            started: load(E_STARTED),
+            pool_fd: load(E_POOL_FD),
+            pool_id: load(E_POOL_ID),
+            pool_reserved: load(E_POOL_RESERVED),
+            produces: load(E_PRODUCES),
+        }
+    }
+
+    /// Marks channel `c` as produced (or consumed) by our entry: our own bits only.
+    pub(crate) fn set_bit(&self, entry: u32, word: usize, c: usize) {
+        // Relaxed + the change counter's Release: a scanner reads the mask after the counter.
+        self.word(entry, word).fetch_or(1 << c, Ordering::Relaxed);
+        self.bump_changes();
+    }
+
+    pub(crate) fn clear_bit(&self, entry: u32, word: usize, c: usize) {
+        self.word(entry, word).fetch_and(!(1u64 << c), Ordering::Relaxed);
+        self.bump_changes();
+    }
+
+    /// The entry named as channel `c`'s consumer (a hint).
+    pub(crate) fn consumer_of(&self, c: usize) -> Option<u32> {
+        // Acquire: the consumer's claim CAS (AcqRel) published its entry.
+        let v = self.channels.at(c).load(Ordering::Acquire);
+        (v != 0 && v <= u64::from(self.max_peers)).then(|| (v - 1) as u32)
+    }
+
+    /// Claims channel `c`'s consumer word for `entry`: from 0, or from a
+    /// consumer whose process is dead for sure or whose entry is not Attached
+    /// (left, or taken over). A live consumer keeps it: `Err(its entry)`.
+    pub(crate) fn claim_consumer(&self, c: usize, entry: u32) -> Result<(), Option<u32>> {
+        let word = self.channels.at(c);
+        let mine = u64::from(entry) + 1;
+        for _ in 0..4 {
+            // Acquire: see the previous consumer's entry words.
+            let cur = word.load(Ordering::Acquire);
+            if cur == mine {
+                return Ok(());
+            }
+            let holder = (cur != 0 && cur <= u64::from(self.max_peers)).then(|| (cur - 1) as u32);
+            if let Some(h) = holder {
+                let e = self.entry(h);
+                if e.state == S_ATTACHED && !liveness(u64::from(e.pid), e.started).is_dead() {
+                    return Err(Some(h));
+                }
+            }
+            // Garbage, empty, or a gone consumer: take it. AcqRel: one claimer wins.
+            if word.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                self.bump_changes();
+                return Ok(());
+            }
+        }
+        // The word keeps changing under us (a hostile writer): give up, typed.
+        Err(None)
+    }
+
+    pub(crate) fn release_consumer(&self, c: usize, entry: u32) {
+        // Release: what we did as consumer happens before the next claimer's Acquire.
+        let _ = self.channels.at(c).compare_exchange(u64::from(entry) + 1, 0, Ordering::Release, Ordering::Relaxed);
+        self.bump_changes();
+    }
+}

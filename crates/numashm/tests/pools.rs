@@ -1,0 +1,260 @@
+//! Segment layout v4 (pools): real processes, a hostile writer on the
+//! rendezvous, bogus returns, fan-out, a consumer killed holding messages.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use common::*;
+use numashm::pool::{ChannelError, Peer, PeerConfig};
+
+/// Slots of `p`'s pool lent to readers now.
+fn lent(p: &Peer) -> u64 {
+    let c = p.census();
+    c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
+}
+
+fn messages() -> u64 {
+    std::env::var("NUMASHM_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+const T: Duration = Duration::from_secs(30);
+
+/// Message `i`: `[i, checksum of the rest, bytes derived from i]`, 16..=4096 bytes, some 64 KiB.
+fn fill(i: u64, buf: &mut [u8]) {
+    for (k, b) in buf[16..].iter_mut().enumerate() {
+        *b = (i as usize * 31 + k * 7) as u8;
+    }
+    buf[..8].copy_from_slice(&i.to_le_bytes());
+    let sum = checksum(&buf[16..]);
+    buf[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn len_of(i: u64) -> usize {
+    if i % 1000 == 999 {
+        64 << 10
+    } else {
+        16 + (i as usize * 37) % 4081
+    }
+}
+
+fn check(i: u64, msg: &[u8]) {
+    assert_eq!(msg.len(), len_of(i), "length of message {i}");
+    assert_eq!(u64::from_le_bytes(msg[..8].try_into().unwrap()), i, "in order");
+    assert_eq!(u64::from_le_bytes(msg[8..16].try_into().unwrap()), checksum(&msg[16..]), "payload of {i} intact");
+}
+
+/// Child entry point; a no-op as a normal test.
+#[test]
+fn pool_child() {
+    let Some(role) = role() else { return };
+    let path = std::env::var("NUMASHM_PATH").unwrap();
+    let peer = Peer::join(&path, PeerConfig::new("pool-child")).expect("join");
+    match role.as_str() {
+        // Receive on channel 0, check, send the same bytes back on channel 1.
+        "echo" => {
+            let rx = peer.receiver(0).unwrap();
+            let tx = peer.sender(1).unwrap();
+            let n: u64 = std::env::var("NUMASHM_N").unwrap().parse().unwrap();
+            for i in 0..n {
+                let msg = rx.recv_timeout(T).expect("recv");
+                check(i, &msg);
+                let mut reply = tx.alloc(msg.len()).unwrap();
+                reply.copy_from_slice(&msg);
+                drop(msg);
+                tx.send_timeout(reply, T).map_err(|e| e.error).unwrap();
+            }
+            // Stay until the host has taken our last replies back.
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+        // Receive and hold everything until killed.
+        "hoard" => {
+            let rx = peer.receiver(0).unwrap();
+            let mut held = Vec::new();
+            loop {
+                if let Ok(m) = rx.recv_timeout(Duration::from_millis(100)) {
+                    held.push(m);
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn ping_pong_across_processes_every_message_intact_and_every_slot_returned() {
+    let path = path("pool-pingpong");
+    let n = messages();
+    let host = Peer::create(&path, 4, PeerConfig::new("pool-host")).unwrap();
+    let tx = host.sender(0).unwrap();
+    let rx = host.receiver(1).unwrap();
+    let child = spawn("pool_child", "echo", &[("NUMASHM_PATH", path.clone()), ("NUMASHM_N", n.to_string())]);
+    for i in 0..n {
+        let mut m = tx.alloc(len_of(i)).unwrap();
+        fill(i, &mut m);
+        tx.send_timeout(m, T).map_err(|e| e.error).unwrap();
+        let back = rx.recv_timeout(T).expect("echo");
+        check(i, &back);
+    }
+    // Wake the child's last wait with one more message, then let it go.
+    let m = tx.alloc(16).unwrap();
+    let _ = tx.send(m);
+    wait_ok(child, Duration::from_secs(60));
+    // Every slot the child read came back: only the rings' blocks stay owned.
+    let _ = host.sender(0).unwrap().alloc(1 << 20); // a slow-path alloc drains the returns
+    assert!(lent(&host) <= 1, "slots still lent after the reader returned them: {:?}", host.census());
+    let (ok, bad) = host.returns();
+    assert_eq!(bad, 0, "no bad returns from an honest reader");
+    assert!(ok >= n - 1 - 256, "returns accepted: {ok} of {n}");
+    drop((tx, rx));
+    drop(host);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn fan_out_frees_the_slot_after_the_last_reader_returns_it() {
+    let a = Peer::create_anonymous("fan", 8, PeerConfig::new("fan-a")).unwrap();
+    let readers: Vec<Peer> = (0..4).map(|i| a.join_same(PeerConfig::new(&format!("fan-r{i}"))).unwrap()).collect();
+    let txs: Vec<_> = (0..4).map(|c| a.sender(c).unwrap()).collect();
+    let rxs: Vec<_> = readers.iter().enumerate().map(|(c, r)| r.receiver(c).unwrap()).collect();
+    let mut m = txs[0].alloc(64).unwrap();
+    m.copy_from_slice(&[9; 64]);
+    let to: Vec<_> = txs.iter().collect();
+    assert_eq!(a.send_to_all(m, &to).map_err(|e| e.error).unwrap(), 0b1111);
+    let got: Vec<_> = rxs.iter().map(|rx| rx.recv_timeout(T).unwrap()).collect();
+    assert!(got.iter().all(|g| g[..] == [9; 64]));
+    let mut got = got;
+    for k in 0..4 {
+        got.remove(0);
+        // Drain what was returned so far through the slow path.
+        a.collect_returns();
+        assert_eq!(lent(&a), if k < 3 { 1 } else { 0 }, "after {} returns", k + 1);
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_hostile_writer_on_the_rendezvous_never_stalls_or_corrupts_the_channel() {
+    let n = messages().min(200_000);
+    let a = Peer::create_anonymous("chaos", 8, PeerConfig::new("chaos-a")).unwrap();
+    let fd = a.rendezvous_fd().try_clone_to_owned().unwrap();
+    let fd2 = a.rendezvous_fd().try_clone_to_owned().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chaos = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Another "process": its own writable mapping of the rendezvous.
+            let r = numashm::Region::attach_fd(fd2).unwrap();
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut writes = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Anywhere past the region header (its growth words are the region layer's).
+                let off = numashm::Region::data_offset(&r) + (x as usize % (r.len() - 4096)) / 8 * 8;
+                let _ = r.write_at(off, &x.rotate_left(17).to_le_bytes());
+                writes += 1;
+                if writes % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+            writes
+        })
+    };
+    let echo = std::thread::spawn(move || {
+        let b = Peer::join_fd(fd, PeerConfig::new("chaos-b")).unwrap();
+        let rx = b.receiver(0).unwrap();
+        let tx = b.sender(1).unwrap();
+        for i in 0..n {
+            let msg = rx.recv_timeout(T).expect("recv under chaos");
+            check(i, &msg);
+            let mut reply = tx.alloc(msg.len()).unwrap();
+            reply.copy_from_slice(&msg);
+            drop(msg);
+            tx.send_timeout(reply, T).map_err(|e| e.error).unwrap();
+        }
+    });
+    let tx = a.sender(0).unwrap();
+    let rx = a.receiver(1).unwrap();
+    for i in 0..n {
+        let mut m = tx.alloc(len_of(i)).unwrap();
+        fill(i, &mut m);
+        tx.send_timeout(m, T).map_err(|e| e.error).unwrap();
+        check(i, &rx.recv_timeout(T).expect("echo under chaos"));
+    }
+    echo.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = chaos.join().unwrap();
+    assert!(writes > 1000, "the chaos writer ran ({writes} writes)");
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_consumer_killed_holding_messages_gives_every_slot_back_to_the_owner() {
+    let path = path("pool-hoard");
+    let host = Peer::create(&path, 4, PeerConfig::new("hoard-host").ring_capacity(64)).unwrap();
+    let tx = host.sender(0).unwrap();
+    let mut child = spawn("pool_child", "hoard", &[("NUMASHM_PATH", path.clone())]);
+    // Fill the child's hands: 64 in the ring + what it holds.
+    let mut sent = 0;
+    let deadline = std::time::Instant::now() + T;
+    while sent < 200 && std::time::Instant::now() < deadline {
+        let m = tx.alloc(100).unwrap();
+        match tx.send(m) {
+            Ok(()) => sent += 1,
+            Err(e) if matches!(e.error, ChannelError::Full) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent, 200, "the hoarder consumed");
+    assert!(lent(&host) >= 200 - 64);
+    drop(tx);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next full ring / empty free list finds the consumer dead and reclaims.
+    host.collect_returns();
+    assert_eq!(lent(&host), 0, "every slot lent to the dead consumer is back");
+    assert!(host.lost_to_dead_consumers() >= 1);
+    drop(host);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_fresh_pool_commits_little_and_a_large_message_gets_its_own_extent() {
+    let p = Peer::create_anonymous("ondemand", 2, PeerConfig::new("ondemand").reserve(64 << 20)).unwrap();
+    let before = p.pool_region().len();
+    assert!(before <= (1 << 20) + 16384, "fresh pool committed {before} bytes");
+    let tx = p.sender(0).unwrap();
+    let big = tx.alloc(3 << 20).unwrap();
+    assert!(big.capacity() >= 3 << 20);
+    assert!(p.pool_region().len() >= 3 << 20);
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_received_message_is_backed_by_pages_we_cannot_write() {
+    let a = Peer::create_anonymous("ro", 4, PeerConfig::new("ro-a")).unwrap();
+    let b = a.join_same(PeerConfig::new("ro-b")).unwrap();
+    let (tx, rx) = (a.sender(0).unwrap(), b.receiver(0).unwrap());
+    tx.send(tx.alloc(8).unwrap()).map_err(|e| e.error).unwrap();
+    let m = rx.recv_timeout(T).unwrap();
+    // Ask the kernel: the page holding the payload is mapped without write permission.
+    let addr = m.as_ptr() as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| {
+            let (range, _) = l.split_once(' ').unwrap();
+            let (s, e) = range.split_once('-').unwrap();
+            (usize::from_str_radix(s, 16).unwrap()..usize::from_str_radix(e, 16).unwrap()).contains(&addr)
+        })
+        .expect("payload mapped");
+    let perms = line.split_whitespace().nth(1).unwrap();
+    assert!(perms.starts_with("r-"), "payload mapping {line}");
+    let _ = a.pool_region().as_fd();
+}
