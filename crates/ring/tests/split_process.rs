@@ -211,7 +211,6 @@ fn producer_and_consumer_processes_pass_100k_cells_over_read_only_peer_mappings(
         }
     }
     assert_eq!(rx.pop(), Ok(None));
-    drop(rx);
     join_child(child);
 }
 
@@ -261,6 +260,5 @@ fn run_child(role: &str) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    drop(tx);
     Ok(())
 }
