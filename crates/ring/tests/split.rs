@@ -209,8 +209,9 @@ fn attach_consumer_validates_the_head() {
     // Head 1: one cell still unread, three free.
     assert_eq!(tx.free_space(), Ok(3));
     // SAFETY: as in `Pair::producer`.
+    let short = unsafe { tx.attach_consumer(c, 128) };
     assert!(matches!(
-        unsafe { tx.attach_consumer(c, 128) },
+        short,
         Err(SplitAttachError::Layout(LayoutError::TooSmall {
             needed: 256,
             len: 128
@@ -360,8 +361,7 @@ fn consumer_restarts_at_a_given_position() {
         tx.push([i; 3]).unwrap();
     }
     assert_eq!(rx.pop(), Ok(Some([0; 3])));
-    drop(rx);
-    let mut rx = pair.consumer(1).unwrap();
+    let mut rx = pair.consumer(1).unwrap(); // replaces the first consumer
     assert_eq!(peek(&mut pair.c, HEAD), 1);
     assert_eq!(rx.pop(), Ok(Some([1; 3])));
     // A consumer restarted behind cells the producer overwrote sees stamps
