@@ -92,6 +92,9 @@ pub struct OwnerAlloc<M: PoolMemory> {
     /// Slot sizes, also kept in process memory so the hot path finds a class without
     /// reading the pool (immutable after `create`).
     pub(crate) classes: Box<[usize]>,
+    /// Each class's data skip (bytes from an extent's start to its first slot), local
+    /// for the same reason.
+    skips: Box<[usize]>,
     pub(crate) max_extents: u32,
     /// `!Sync`: one thread writes the pool.
     _not_sync: PhantomData<Cell<()>>,
@@ -110,6 +113,13 @@ pub(crate) fn put(w: &AtomicU64, v: u64) {
     // Relaxed: single writer; other processes' reads are inspections that tolerate a
     // moment's inconsistency (see the SYNC pairs for what is published).
     w.store(v, Ordering::Relaxed)
+}
+
+/// Byte offset of slot `slot`'s metadata in the extent starting at `ext_off` (only
+/// used once `meta` found it in bounds, so it does not wrap).
+#[inline(always)]
+pub(crate) fn meta_offset(ext_off: u64, slot: u32) -> u64 {
+    ext_off.wrapping_add(u64::from(slot) * META_BYTES as u64)
 }
 
 /// Add `d` (two's complement) to a counter word; a plain load and store (one writer).
@@ -159,10 +169,15 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         }
         let words = PoolWords::new(mem);
         let classes = cfg.classes.clone().into_boxed_slice();
+        let skips = classes
+            .iter()
+            .map(|&s| class_data_skip(cfg.slots_per_extent(s)))
+            .collect();
         let a = Self {
             words,
             layout: t,
             classes,
+            skips,
             max_extents: cfg.max_extents,
             _not_sync: PhantomData,
         };
@@ -339,26 +354,30 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             self.grow_class(c, row)?;
             head = get(&row[C_FREE_HEAD]);
         }
-        let corrupt = |what| OwnerError::Corrupt { what };
-        let p = HandleParts::decode(head.wrapping_sub(1));
-        let ext_off = get(&self
-            .extent_row(p.extent)
-            .ok_or(corrupt("free head extent"))?[X_OFFSET]);
-        let meta = self
-            .meta(ext_off, p.slot)
-            .ok_or(corrupt("free head slot"))?;
+        // The head is the slot's metadata offset; its position word names the slot, so
+        // the pop reads no extent row.
+        let meta = usize::try_from(head)
+            .ok()
+            .and_then(|off| self.words.block::<4>(off))
+            .ok_or(OwnerError::Corrupt { what: "free head" })?;
         let st = get(&meta[M_STATE]);
         if st & STATE_MASK != S_FREE {
-            return Err(corrupt("free list holds a slot that is not free"));
+            return Err(OwnerError::Corrupt {
+                what: "free list holds a slot that is not free",
+            });
         }
+        let pos = get(&meta[M_POSITION]);
         put(&row[C_FREE_HEAD], get(&meta[M_NEXT_FREE]));
         put(&meta[M_STATE], st & !STATE_MASK | S_OWNED);
-        bump(&row[C_FREE], -1);
         bump(&row[C_OWNED], 1);
-        let size = self.classes[c];
-        let offset = (ext_off as usize) + get(&row[C_DATA_SKIP]) as usize + p.slot as usize * size;
+        let (size, skip) = (self.classes[c], self.skips[c]);
+        // meta = extent + slot * 32 and data = extent + skip + slot * size, so
+        // data = meta + skip + slot * (size - 32); cannot overflow (both lie in the
+        // committed bytes: `size > 32`, and `slot` came from this extent).
+        let slot = pos as usize & (MAX_OWNER_SLOTS - 1);
+        let offset = head as usize + skip + slot * (size - META_BYTES);
         Ok(OwnedSlot {
-            handle: (st & !STATE_MASK) | p.position(),
+            handle: (st & !STATE_MASK) | pos,
             offset,
             capacity: size,
         })
@@ -422,9 +441,8 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     #[cold]
     fn grow_class(&self, c: usize, row: &[AtomicU64; 16]) -> Result<(), OwnerError> {
         let slots = get(&row[C_SLOTS_PER_EXTENT]) as usize;
-        let skip = get(&row[C_DATA_SKIP]) as usize;
-        let size = self.classes[c];
-        if slots == 0 || slots > MAX_OWNER_SLOTS || skip < slots * META_BYTES {
+        let (size, skip) = (self.classes[c], self.skips[c]);
+        if slots == 0 || slots > MAX_OWNER_SLOTS || skip != class_data_skip(slots) {
             return Err(OwnerError::Corrupt { what: "class row" });
         }
         let bytes = slots
@@ -437,20 +455,25 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             let meta = self.meta(start as u64, s).ok_or(OwnerError::Corrupt {
                 what: "extent metadata",
             })?;
+            let next = if s as usize + 1 < slots {
+                (start + (s as usize + 1) * META_BYTES) as u64
+            } else {
+                old_head
+            };
             put(&meta[M_STATE], 1 << 32 | S_FREE);
             put(&meta[M_LENT_MASK], 0);
+            put(&meta[M_NEXT_FREE], next);
             put(
-                &meta[M_NEXT_FREE],
-                if s as usize + 1 < slots {
-                    link(e, s + 1)
-                } else {
-                    old_head
-                },
+                &meta[M_POSITION],
+                HandleParts {
+                    generation: 0,
+                    extent: e,
+                    slot: s,
+                }
+                .encode(),
             );
-            put(&meta[3], 0);
         }
-        put(&row[C_FREE_HEAD], link(e, 0));
-        bump(&row[C_FREE], slots as i64);
+        put(&row[C_FREE_HEAD], start as u64);
         bump(&row[C_EXTENTS], 1);
         bump(&row[C_SLOTS], slots as i64);
         self.publish_extent(e, start, bytes, c, slots)
@@ -485,7 +508,15 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         put(&meta[M_STATE], 1 << 32 | S_OWNED);
         put(&meta[M_LENT_MASK], 0);
         put(&meta[M_NEXT_FREE], 0);
-        put(&meta[3], 0);
+        put(
+            &meta[M_POSITION],
+            HandleParts {
+                generation: 0,
+                extent: e,
+                slot: 0,
+            }
+            .encode(),
+        );
         bump(&row[C_OWNED], 1);
         bump(&row[C_EXTENTS], 1);
         bump(&row[C_SLOTS], 1);
@@ -516,23 +547,26 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             if cur == 0 {
                 return Ok(None);
             }
-            let p = HandleParts::decode(cur - 1);
+            let meta = usize::try_from(cur)
+                .ok()
+                .and_then(|off| self.words.block::<4>(off))
+                .ok_or(corrupt("dedicated free list"))?;
+            let pos = get(&meta[M_POSITION]);
+            let p = HandleParts::decode(pos);
             let x = self
                 .extent_row(p.extent)
                 .ok_or(corrupt("dedicated free list"))?;
             let (start, bytes) = (get(&x[X_OFFSET]), get(&x[X_BYTES]) as usize);
-            let meta = self.meta(start, 0).ok_or(corrupt("dedicated free list"))?;
             let st = get(&meta[M_STATE]);
-            if st & STATE_MASK != S_FREE || p.slot != 0 {
+            if st & STATE_MASK != S_FREE || p.slot != 0 || start != cur {
                 return Err(corrupt("free list holds a slot that is not free"));
             }
             let capacity = bytes.saturating_sub(PAGE);
             if capacity >= len {
                 put(prev.unwrap_or(&row[C_FREE_HEAD]), get(&meta[M_NEXT_FREE]));
                 put(&meta[M_STATE], st & !STATE_MASK | S_OWNED);
-                bump(&row[C_FREE], -1);
                 bump(&row[C_OWNED], 1);
-                let handle = (st & !STATE_MASK) | p.position();
+                let handle = (st & !STATE_MASK) | pos;
                 return Ok(Some(OwnedSlot {
                     handle,
                     offset: start as usize + PAGE,

@@ -1,7 +1,7 @@
 //! Counting: [`OwnerAlloc::census`] (the class table's counters) and
 //! [`OwnerAlloc::audit`] (a full walk that checks them against every slot and free list).
 
-use super::alloc::{get, OwnerAlloc};
+use super::alloc::{get, meta_offset, OwnerAlloc};
 use super::error::OwnerError;
 use super::layout::*;
 use super::memory::PoolMemory;
@@ -61,13 +61,15 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         let Ok(r) = self.row(c) else {
             return ClassCensus::default();
         };
+        let (slots, owned, lent) = (get(&r[C_SLOTS]), get(&r[C_OWNED]), get(&r[C_LENT]));
         ClassCensus {
             slot_size: get(&r[C_SLOT_SIZE]) as usize,
             extents: get(&r[C_EXTENTS]),
-            slots: get(&r[C_SLOTS]),
-            free: get(&r[C_FREE]),
-            owned: get(&r[C_OWNED]),
-            lent: get(&r[C_LENT]),
+            slots,
+            // Not kept in the row (one counter fewer on the hot path).
+            free: slots.saturating_sub(owned).saturating_sub(lent),
+            owned,
+            lent,
         }
     }
 
@@ -156,14 +158,25 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             w.extents += 1;
             w.slots += slots;
             for s in 0..slots as u32 {
-                let st = get(&self.meta(start, s).ok_or(bad("slot metadata"))?[M_STATE]);
+                let meta = self.meta(start, s).ok_or(bad("slot metadata"))?;
+                let st = get(&meta[M_STATE]);
                 if st >> 32 == 0 {
                     return Err(bad("generation 0"));
+                }
+                if get(&meta[M_POSITION])
+                    != (HandleParts {
+                        generation: 0,
+                        extent: e,
+                        slot: s,
+                    })
+                    .encode()
+                {
+                    return Err(bad("slot position"));
                 }
                 match st & STATE_MASK {
                     S_FREE => {
                         w.free += 1;
-                        free_links.push(link(e, s));
+                        free_links.push(meta_offset(start, s));
                     }
                     S_OWNED => w.owned += 1,
                     S_LENT => w.lent += 1,
@@ -200,7 +213,12 @@ impl<M: PoolMemory> OwnerAlloc<M> {
                 if std::mem::replace(&mut seen[i], true) {
                     return Err(bad("free list revisits a slot"));
                 }
-                let p = HandleParts::decode(cur - 1);
+                // `cur` is a Free slot's metadata offset (found above), so in bounds.
+                let meta = self
+                    .words
+                    .block::<4>(cur as usize)
+                    .ok_or(bad("free link"))?;
+                let p = HandleParts::decode(get(&meta[M_POSITION]));
                 let x = self
                     .extent_row(p.extent)
                     .filter(|_| u64::from(p.extent) < used)
@@ -208,9 +226,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
                 if get(&x[X_CLASS]) as usize != c {
                     return Err(bad("free list crosses classes"));
                 }
-                cur = get(&self
-                    .meta(get(&x[X_OFFSET]), p.slot)
-                    .ok_or(bad("free link"))?[M_NEXT_FREE]);
+                cur = get(&meta[M_NEXT_FREE]);
             }
         }
         if seen.iter().any(|s| !s) {

@@ -40,19 +40,21 @@ pub(crate) const H_RESERVED: usize = 9;
 /// Class table: one 128-byte row per class plus one for dedicated (oversize) extents;
 /// the words the hot path touches share the row's first cache line.
 pub(crate) const CLASS_ROW_BYTES: usize = 128;
-/// Free-list head: `link` of the first free slot, 0 when empty.
+/// Free-list head: byte offset (from the base) of the first free slot's metadata, 0
+/// when empty.
 pub(crate) const C_FREE_HEAD: usize = 0;
-pub(crate) const C_FREE: usize = 1;
-pub(crate) const C_OWNED: usize = 2;
-pub(crate) const C_LENT: usize = 3;
+/// Slots the owner holds. (Free slots are `slots - owned - lent`: one counter fewer
+/// to maintain on the hot path.)
+pub(crate) const C_OWNED: usize = 1;
+pub(crate) const C_LENT: usize = 2;
 /// Slot size (0 in the dedicated row: each dedicated extent has its own).
-pub(crate) const C_SLOT_SIZE: usize = 4;
+pub(crate) const C_SLOT_SIZE: usize = 3;
 /// Bytes from an extent's start to its first slot (metadata plus padding).
-pub(crate) const C_DATA_SKIP: usize = 5;
-pub(crate) const C_SLOTS_PER_EXTENT: usize = 6;
-pub(crate) const C_EXTENTS: usize = 7;
+pub(crate) const C_DATA_SKIP: usize = 4;
+pub(crate) const C_SLOTS_PER_EXTENT: usize = 5;
+pub(crate) const C_EXTENTS: usize = 6;
 /// Slots in all the class's extents.
-pub(crate) const C_SLOTS: usize = 8;
+pub(crate) const C_SLOTS: usize = 7;
 
 /// Extent table: 4 words (32 bytes) per extent: `{offset, bytes, class, slots}`.
 pub(crate) const EXTENT_ROW_BYTES: usize = 32;
@@ -69,8 +71,11 @@ pub(crate) const META_BYTES: usize = 32;
 pub(crate) const M_STATE: usize = 0;
 /// Readers still holding a lent slot (bit r = reader r).
 pub(crate) const M_LENT_MASK: usize = 1;
-/// `link` of the next free slot (0 = end of list).
+/// Byte offset of the next free slot's metadata (0 = end of list).
 pub(crate) const M_NEXT_FREE: usize = 2;
+/// The slot's position, `extent << 20 | slot` (set when the extent is created), so a
+/// free-list pop finds the slot without reading the extent table.
+pub(crate) const M_POSITION: usize = 3;
 
 /// Slot states (low 32 bits of `M_STATE`).
 pub(crate) const S_FREE: u64 = 1;
@@ -84,12 +89,12 @@ pub(crate) const EXTENT_ALIGN: usize = 128;
 pub(crate) const PAGE: usize = 4096;
 
 const _: () = assert!(HEADER_BYTES == 16 * 8 && H_RESERVED < 16);
-const _: () = assert!(CLASS_ROW_BYTES == 16 * 8 && C_SLOTS < 16);
-// The hot path's words share the row's first cache line.
-const _: () =
-    assert!(C_FREE_HEAD < 8 && C_FREE < 8 && C_OWNED < 8 && C_SLOT_SIZE < 8 && C_DATA_SKIP < 8);
+// The whole row, hot words included, is the first cache line of a 128-byte row.
+const _: () = assert!(CLASS_ROW_BYTES == 16 * 8 && C_SLOTS < 8);
 const _: () = assert!(EXTENT_ROW_BYTES == 4 * 8 && X_SLOTS < 4);
-const _: () = assert!(META_BYTES == 4 * 8 && M_NEXT_FREE < 4);
+const _: () = assert!(META_BYTES == 4 * 8 && M_POSITION < 4);
+// Slots are larger than their metadata, so `slot * (size - META_BYTES)` is positive.
+const _: () = assert!(META_BYTES < 64);
 const _: () = assert!(EXTENT_ALIGN % 64 == 0 && PAGE % EXTENT_ALIGN == 0);
 
 /// The three fields of a pool handle: `generation << 32 | extent << 20 | slot`.
@@ -153,18 +158,6 @@ impl HandleParts {
         ((self.extent as u64) & (MAX_OWNER_EXTENTS as u64 - 1)) << HANDLE_SLOT_BITS
             | (self.slot as u64) & (MAX_OWNER_SLOTS as u64 - 1)
     }
-}
-
-/// Free-list link of a slot: its position plus one, so 0 means "end of list".
-#[inline]
-pub(crate) const fn link(extent: u32, slot: u32) -> u64 {
-    HandleParts {
-        generation: 0,
-        extent,
-        slot,
-    }
-    .position()
-        + 1
 }
 
 /// The generation after `g`: wraps, skipping 0 (never a live generation).
@@ -311,16 +304,16 @@ mod tests {
             (HEADER_BYTES, CLASS_ROW_BYTES, EXTENT_ROW_BYTES, META_BYTES),
             (128, 128, 32, 32)
         );
-        assert_eq!(
-            [C_FREE_HEAD, C_FREE, C_OWNED, C_LENT, C_SLOT_SIZE],
-            [0, 1, 2, 3, 4]
-        );
+        assert_eq!([C_FREE_HEAD, C_OWNED, C_LENT, C_SLOT_SIZE], [0, 1, 2, 3]);
         assert_eq!(
             [C_DATA_SKIP, C_SLOTS_PER_EXTENT, C_EXTENTS, C_SLOTS],
-            [5, 6, 7, 8]
+            [4, 5, 6, 7]
         );
         assert_eq!([X_OFFSET, X_BYTES, X_CLASS, X_SLOTS], [0, 1, 2, 3]);
-        assert_eq!([M_STATE, M_LENT_MASK, M_NEXT_FREE], [0, 1, 2]);
+        assert_eq!(
+            [M_STATE, M_LENT_MASK, M_NEXT_FREE, M_POSITION],
+            [0, 1, 2, 3]
+        );
         assert_eq!([S_FREE, S_OWNED, S_LENT], [1, 2, 3]);
         assert_eq!((EXTENT_ALIGN, PAGE), (128, 4096));
         assert_eq!((HANDLE_SLOT_BITS, HANDLE_EXTENT_BITS), (20, 12));
@@ -336,11 +329,9 @@ mod tests {
     }
 
     #[test]
-    fn generations_skip_zero_and_links_are_never_zero() {
+    fn generations_skip_zero() {
         assert_eq!(next_generation(u32::MAX), 1);
         assert_eq!(next_generation(1), 2);
-        assert_eq!(link(0, 0), 1);
-        assert_eq!(link(4095, (1 << 20) - 1), 1 << 32);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `reclaim_reader`. A handle coming back from a reader is hostile input: every field
 //! is checked against the owner's own tables before it is used.
 
-use super::alloc::{bump, get, put, GiveBack, OwnerAlloc};
+use super::alloc::{bump, get, meta_offset, put, GiveBack, OwnerAlloc};
 use super::error::ReturnError;
 use super::layout::*;
 use super::memory::PoolMemory;
@@ -14,8 +14,8 @@ struct Live<'a> {
     row: &'a [AtomicU64; 16],
     /// The state word (generation matches the handle's).
     st: u64,
-    /// `link` of the slot.
-    link: u64,
+    /// Byte offset of the slot's metadata (its free-list link).
+    meta_off: u64,
 }
 
 impl Live<'_> {
@@ -49,9 +49,8 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             return Err(corrupt("extent class"));
         }
         let row = self.row(class).map_err(|_| corrupt("class row"))?;
-        let meta = self
-            .meta(get(&x[X_OFFSET]), p.slot)
-            .ok_or(corrupt("extent offset"))?;
+        let ext_off = get(&x[X_OFFSET]);
+        let meta = self.meta(ext_off, p.slot).ok_or(corrupt("extent offset"))?;
         let st = get(&meta[M_STATE]);
         if (st >> 32) as u32 != p.generation || st & STATE_MASK == S_FREE {
             return Err(ReturnError::Stale);
@@ -60,7 +59,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             meta,
             row,
             st,
-            link: link(p.extent, p.slot),
+            meta_off: meta_offset(ext_off, p.slot),
         })
     }
 
@@ -69,11 +68,13 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     fn release(&self, s: &Live<'_>, from: usize) {
         let gen = next_generation((s.st >> 32) as u32);
         put(&s.meta[M_STATE], u64::from(gen) << 32 | S_FREE);
-        put(&s.meta[M_LENT_MASK], 0);
+        if from == C_LENT {
+            // An Owned slot's mask is already 0 (only Lent slots have bits).
+            put(&s.meta[M_LENT_MASK], 0);
+        }
         put(&s.meta[M_NEXT_FREE], get(&s.row[C_FREE_HEAD]));
-        put(&s.row[C_FREE_HEAD], s.link);
+        put(&s.row[C_FREE_HEAD], s.meta_off);
         bump(&s.row[from], -1);
-        bump(&s.row[C_FREE], 1);
     }
 
     /// Owned -> Free: the owner drops a slot it never sent (or took back). The slot gets
@@ -269,7 +270,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
                             meta,
                             row,
                             st,
-                            link: link(e, slot),
+                            meta_off: meta_offset(start, slot),
                         },
                         C_LENT,
                     );
