@@ -18,6 +18,7 @@ pub mod alloc;
 pub mod child;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod pool;
 pub mod region;
 pub mod ring;
 pub mod rtt;
@@ -235,6 +236,9 @@ pub const NAMES: &[&str] = &[
     "alloc_magazine_2t_scaling",
     // Reference, no target: the floor under `alloc_*_vs_malloc`.
     "locked_rmw_vs_malloc",
+    // Segment layout v4 (numashm::pool): the path the design is moving to.
+    "pool_rtt_vs_floor",
+    "pool_alloc_vs_malloc",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -255,6 +259,8 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "alloc_magazine_vs_malloc" => alloc::compare_alloc_magazine_vs_malloc(budget),
         "alloc_magazine_2t_scaling" => alloc::compare_alloc_magazine_2t_scaling(budget),
         "locked_rmw_vs_malloc" => alloc::compare_locked_rmw_vs_malloc(budget),
+        "pool_rtt_vs_floor" => pool::compare_pool_rtt_vs_floor(budget),
+        "pool_alloc_vs_malloc" => pool::compare_pool_alloc_vs_malloc(budget),
         _ => return None,
     })
 }

@@ -345,7 +345,7 @@ impl<'p> Sender<'p> {
                 peer.pool.alloc.alloc(len, true)?
             }
         };
-        let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(|e| ChannelError::Handle(e))?;
+        let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
         Ok(SlotMut { peer, slot, ptr, len })
     }
 

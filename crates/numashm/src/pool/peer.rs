@@ -123,7 +123,7 @@ impl Peer {
     /// let host = numashm::pool::Peer::create(&path, 4, numashm::pool::PeerConfig::new("doc-host"))?;
     /// let guest = numashm::pool::Peer::join(&path, numashm::pool::PeerConfig::new("doc-guest"))?;
     /// assert_ne!(host.entry(), guest.entry());
-    /// # drop((host, guest)); std::fs::remove_file(&path)?;
+    /// # drop((guest, host)); // the creator removes the file when it goes
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(path: impl AsRef<Path>, max_peers: u32, cfg: PeerConfig) -> Result<Peer, PoolError> {
@@ -596,7 +596,7 @@ impl Peer {
             Err(e) => {
                 let _ = alloc.free(head_block.handle);
                 let _ = alloc.free(returns_block.handle);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let lw = |w: usize, v: u64| self.pool.link_word(table_slot, w).store(v, Ordering::Relaxed);
