@@ -14,7 +14,9 @@ use numashm_benches::child::Pinned;
 fn alloc_free(c: &mut Criterion) {
     let _pin = Pinned::to(0);
     let seg = alloc::segment();
-    let (a, peer) = (seg.allocator(), alloc::peer_of(&seg));
+    // SAFETY: the benchmark makes no SlotMut or Message of `seg`; it allocates
+    // and frees only its own raw handles.
+    let (a, peer) = (unsafe { seg.raw_allocator() }, alloc::peer_of(&seg));
     let pool = alloc::pool();
     let mut g = c.benchmark_group("alloc_free_1KiB");
     g.throughput(Throughput::Elements(1));

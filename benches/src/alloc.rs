@@ -40,7 +40,9 @@ pub fn peer_of(seg: &Segment) -> u32 {
 
 /// Ours: `iters` × (alloc 1 KiB class + free), ns per pair.
 pub fn ours(seg: &Segment, iters: u64) -> f64 {
-    let a = seg.allocator();
+    // SAFETY: the allocator benchmarks make no SlotMut or Message of `seg`;
+    // only raw handles they allocate themselves are freed.
+    let a = unsafe { seg.raw_allocator() };
     let peer = peer_of(seg);
     per_op(iters, || {
         let h = a.alloc(black_box(SLOT_LEN), peer).expect("alloc");
@@ -52,7 +54,8 @@ pub fn ours(seg: &Segment, iters: u64) -> f64 {
 /// allocator's optional cache: a cached alloc writes no shared word, a free is
 /// one CAS on the slot's own metadata line): `iters` × (alloc + free), ns per pair.
 pub fn ours_magazine(seg: &Segment, iters: u64) -> f64 {
-    let mut m = seg.allocator().magazine(peer_of(seg), 32);
+    // SAFETY: as in `ours`: no guard of `seg` exists here.
+    let mut m = unsafe { seg.raw_allocator() }.magazine(peer_of(seg), 32);
     per_op(iters, || {
         let h = m.alloc(black_box(SLOT_LEN)).expect("alloc");
         m.free(black_box(h)).expect("free");

@@ -26,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod allocator_view;
 mod cache;
 mod channel;
 mod error;
@@ -39,6 +40,7 @@ mod segment;
 mod sync;
 mod words;
 
+pub use allocator_view::AllocatorView;
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use error::{MessageError, SegmentError};
 pub use inspect::{ClassReport, ExtentReport, SegmentReport};

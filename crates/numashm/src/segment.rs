@@ -658,7 +658,8 @@ impl Segment {
         &self.region
     }
 
-    /// The slot allocator.
+    /// The slot allocator, for inspection and growth (safe: it cannot free or
+    /// hand out a slot).
     ///
     /// # Examples
     ///
@@ -667,7 +668,30 @@ impl Segment {
     /// assert_eq!(seg.allocator().class_count(), 4);
     /// # Ok::<(), numashm::SegmentError>(())
     /// ```
-    pub fn allocator(&self) -> &SharedAllocator<impl numashm_varslot::SegmentMemory> {
+    pub fn allocator(&self) -> crate::AllocatorView<'_, impl numashm_varslot::SegmentMemory> {
+        crate::AllocatorView { alloc: &self.alloc }
+    }
+
+    /// The raw slot allocator: alloc, free, take and reclaim by handle.
+    ///
+    /// # Safety
+    ///
+    /// The caller must not free, recycle, take, send, receive or reclaim (for
+    /// this process's peer id) a slot that a live [`SlotMut`](crate::SlotMut) or
+    /// [`Message`](crate::Message) of this segment holds: that slot could then be
+    /// handed out again while the guard's `&mut [u8]` / `&[u8]` lives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seg = numashm::Segment::create(numashm::SegmentConfig::anonymous("doc-raw"))?;
+    /// // SAFETY: no SlotMut or Message of this segment exists.
+    /// let a = unsafe { seg.raw_allocator() };
+    /// let h = a.alloc(10, seg.peer_index() + 1)?;
+    /// a.free(h)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn raw_allocator(&self) -> &SharedAllocator<impl numashm_varslot::SegmentMemory> {
         &self.alloc
     }
 

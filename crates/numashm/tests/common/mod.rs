@@ -52,7 +52,9 @@ pub fn checksum(data: &[u8]) -> u64 {
 pub fn count_free(seg: &numashm::Segment, peer: u32) -> Vec<usize> {
     // Slots this process keeps for reuse are not free: give them back first.
     seg.flush_cache();
-    let a = seg.allocator();
+    // SAFETY: callers hold no SlotMut or Message of `seg` (see above); every
+    // handle freed here was allocated here.
+    let a = unsafe { seg.raw_allocator() };
     let mut counts = Vec::new();
     for class in 0..a.class_count() {
         let size = a.slot_size(class).unwrap();
@@ -77,6 +79,7 @@ pub fn count_free(seg: &numashm::Segment, peer: u32) -> Vec<usize> {
 }
 
 pub fn total_slots(seg: &numashm::Segment) -> Vec<usize> {
-    let a = seg.allocator();
+    // SAFETY: only reads counts.
+    let a = unsafe { seg.raw_allocator() };
     (0..a.class_count()).map(|c| a.slots_per_extent(c).unwrap() * a.extent_count(c)).collect()
 }
