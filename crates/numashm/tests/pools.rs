@@ -72,7 +72,9 @@ fn pool_child() {
         "hoard" => {
             let rx = peer.receiver(0).unwrap();
             let mut held = Vec::new();
-            loop {
+            // Bounded: a parent that failed before killing us must not leave us running.
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < until {
                 if let Ok(m) = rx.recv_timeout(Duration::from_millis(100)) {
                     held.push(m);
                 }
