@@ -61,6 +61,8 @@ pub use owner::{
 };
 #[cfg(not(numashm_loom))]
 pub use shared::SharedAllocator;
+#[cfg(not(numashm_loom))]
+pub use owner::{ExtentView, OwnerView, OwnerViewError};
 pub use slot::Slot;
 #[cfg(not(numashm_loom))]
 pub use words::SegmentWords;

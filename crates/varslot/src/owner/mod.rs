@@ -18,6 +18,7 @@ mod error;
 mod layout;
 mod memory;
 mod returns;
+mod view;
 mod words;
 
 pub use alloc::{GiveBack, OwnedSlot, OwnerAlloc};
@@ -28,3 +29,4 @@ pub use layout::{
     MAX_OWNER_EXTENTS, MAX_OWNER_SLOTS, OWNER_MAGIC, OWNER_VERSION,
 };
 pub use memory::{HeapPoolMemory, PoolMemory};
+pub use view::{ExtentView, OwnerView, OwnerViewError};
