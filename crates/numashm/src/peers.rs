@@ -5,8 +5,6 @@
 //! Entry word 0 packs `state (8 bits) | epoch (24 bits) | pid (32 bits)`, so a
 //! peer's identity and state change together in one CAS.
 
-use std::os::fd::AsFd;
-
 use crate::sync::Ordering;
 use crate::words::Words;
 
@@ -89,34 +87,15 @@ pub(crate) struct PeerTable {
     pub(crate) max: u32,
 }
 
-/// Start time of a process (field 22 of /proc/PID/stat, clock ticks since boot).
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: split after ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
+pub(crate) use numashm_region::process::start_time;
+use numashm_region::process::{identify, liveness, IdentifyError};
 
-/// Whether `pid` is alive and is the process that started at `started`
-/// (0: not known yet, the pidfd alone decides).
+/// Whether `pid` may still be the process that started at `started` (0: not
+/// known yet, the pidfd alone decides). Only a proof of death is `false`: when
+/// the kernel cannot tell (EMFILE, EPERM, `/proc` missing) the peer counts as
+/// alive, so a live peer's slots are never reclaimed under it.
 pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
-    process_alive(pid, |now| started == 0 || now == Some(started))
-}
-
-/// Whether `pid` has not exited and `same_start` accepts its start time (a
-/// different one means the pid was reused by another process).
-fn process_alive(pid: u32, same_start: impl FnOnce(Option<u64>) -> bool) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else { return false };
-    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        Err(_) => false, // ESRCH: gone (and reaped)
-        Ok(fd) => {
-            // A pidfd polls readable once the process has exited (even unreaped).
-            let borrowed = fd.as_fd();
-            let mut fds = [rustix::event::PollFd::new(&borrowed, rustix::event::PollFlags::IN)];
-            let exited = matches!(rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0);
-            !exited && same_start(start_time(pid))
-        }
-    }
+    !liveness(u64::from(pid), started).is_dead()
 }
 
 /// A process that recovers a peer entry, as stored in the entry's recoverer word:
@@ -140,7 +119,11 @@ impl Claimant {
     /// known, the pidfd alone decides).
     fn is_alive(self) -> bool {
         let low = self.0 & 0xffff_ffff;
-        process_alive((self.0 >> 32) as u32, |now| low == 0 || now.map(|s| s & 0xffff_ffff) == Some(low))
+        match identify((self.0 >> 32) as u32) {
+            Ok(id) => low == 0 || id.start_time & 0xffff_ffff == low,
+            Err(IdentifyError::Sys(..)) => true, // unknown counts as alive
+            Err(_) => false,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use rustix::mm::MapFlags;
 
 use crate::error::{DescriptorError, Errno};
 use crate::flags::{CapMode, Perms};
-use crate::process::{identify, is_same_live_process, self_pid, IdentifyError, PID_MAX};
+use numashm_region::process::{identify, is_same_live_process, self_pid, IdentifyError, PID_MAX};
 use crate::sync::{AtomicU64, Ordering};
 
 /// `"NSHMOWN1"`.

@@ -41,7 +41,6 @@ mod descriptor;
 mod error;
 mod flags;
 mod frames;
-mod process;
 mod sync;
 mod transport;
 mod wire;

@@ -6,7 +6,7 @@
 
 use crate::error::WireError;
 use crate::flags::{CapMode, OfferFlags, Perms};
-use crate::process::PID_MAX;
+use numashm_region::process::PID_MAX;
 
 /// `"NSOW"` read as a little-endian u32.
 pub const WIRE_MAGIC: u32 = u32::from_le_bytes(*b"NSOW");

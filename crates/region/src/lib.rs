@@ -35,6 +35,7 @@
 mod error;
 mod header;
 mod policy;
+pub mod process;
 mod region;
 mod sync;
 mod sys;
