@@ -35,6 +35,7 @@
 mod channel;
 mod config;
 mod error;
+mod inspect;
 mod liveness;
 mod own;
 mod peer;
@@ -44,6 +45,7 @@ mod rendezvous;
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use config::PeerConfig;
 pub use error::{ChannelError, PoolError};
+pub use inspect::{create_rendezvous, inspect, inspect_fd, ChannelReport, ClassCensus, EntryReport, EntryState, ExtentView, InspectError, OwnerView, OwnerViewError, PoolReport, RendezvousReport};
 pub use liveness::Liveness;
 pub use own::{MAX_LINKS, POOL_MAGIC, POOL_VERSION};
 pub use peer::Peer;
