@@ -6,6 +6,8 @@
 mod bench;
 mod demo;
 mod inspect;
+mod pool;
+mod pool_peer;
 mod topology;
 mod util;
 
@@ -50,46 +52,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a named segment (on tmpfs, e.g. /dev/shm/NAME, for placement).
+    /// Create a layout-4 rendezvous (default) or, with --layout 3, a segment (on tmpfs, e.g. /dev/shm/NAME).
+    ///
+    /// Layout 4: the file holds only the peer table and channel words; each peer
+    /// that joins (numashm::pool::Peer::join) brings its own sealed pool, so
+    /// nothing else is committed now. The options marked "layout 3" configure
+    /// a segment and are refused with layout 4.
     Create {
         /// Path of the new file (must not exist).
         path: PathBuf,
-        /// Size, e.g. 64M.
+        /// Layout: 4 (rendezvous of numashm::pool) or 3 (numashm::Segment).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+        layout: u8,
+        /// Size, e.g. 64M (layout 3: required; layout 4: file size, at least what --max-peers needs).
         #[arg(long, value_parser = parse_size)]
-        size: usize,
-        /// Maximum size it may grow to (default: 4x size, at least 1G).
-        #[arg(long, value_parser = parse_size)]
-        max_size: Option<usize>,
-        /// NUMA node(s), comma separated.
-        #[arg(long, value_delimiter = ',')]
-        node: Vec<u32>,
-        /// Placement policy with --node.
-        #[arg(long, value_enum, default_value = "bind")]
-        policy: PolicyArg,
-        /// Page size.
-        #[arg(long, value_enum, default_value = "4k")]
-        pages: PagesArg,
-        /// Fault every page in now.
-        #[arg(long)]
-        populate: bool,
-        /// Lock the pages in RAM (in this process, while it runs).
-        #[arg(long)]
-        lock: bool,
-        /// Fall back to smaller pages / no lock when the policy cannot be had.
-        #[arg(long)]
-        fallback: bool,
-        /// Size classes, SIZE:SLOTS_PER_EXTENT comma separated (default 1k:1024,16k:256,256k:32,4m:8).
-        #[arg(long, value_parser = parse_classes)]
-        classes: Option<numashm::ClassConfig>,
-        /// Number of SPSC rings (capacity --ring-capacity).
-        #[arg(long, default_value_t = 2)]
-        rings: usize,
-        /// Capacity of each ring (a power of two).
-        #[arg(long, default_value_t = 1024)]
-        ring_capacity: u32,
+        size: Option<usize>,
         /// Peer table capacity.
         #[arg(long, default_value_t = 64)]
         max_peers: u32,
+        /// Layout 3: maximum size it may grow to (default: 4x size, at least 1G).
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<usize>,
+        /// Layout 3: NUMA node(s), comma separated.
+        #[arg(long, value_delimiter = ',')]
+        node: Vec<u32>,
+        /// Layout 3: placement policy with --node [default: bind].
+        #[arg(long, value_enum)]
+        policy: Option<PolicyArg>,
+        /// Layout 3: page size [default: 4k].
+        #[arg(long, value_enum)]
+        pages: Option<PagesArg>,
+        /// Layout 3: fault every page in now.
+        #[arg(long)]
+        populate: bool,
+        /// Layout 3: lock the pages in RAM (in this process, while it runs).
+        #[arg(long)]
+        lock: bool,
+        /// Layout 3: fall back to smaller pages / no lock when the policy cannot be had.
+        #[arg(long)]
+        fallback: bool,
+        /// Layout 3: size classes, SIZE:SLOTS_PER_EXTENT comma separated (default 1k:1024,16k:256,256k:32,4m:8).
+        #[arg(long, value_parser = parse_classes)]
+        classes: Option<numashm::ClassConfig>,
+        /// Layout 3: number of SPSC rings (capacity --ring-capacity) [default: 2].
+        #[arg(long)]
+        rings: Option<usize>,
+        /// Layout 3: capacity of each ring (a power of two) [default: 1024].
+        #[arg(long)]
+        ring_capacity: Option<u32>,
     },
     /// Grow a named region in place.
     Grow {
@@ -107,9 +117,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Validate and show a region: header, size, epoch, placement, pages per node.
+    /// Validate and show a rendezvous (layout 4: peers, channels, each live peer's pool) or a segment (layout 3).
     Inspect {
-        /// The region's file.
+        /// The rendezvous or segment file.
         path: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
@@ -129,6 +139,9 @@ enum Command {
     /// (internal) the guest side of the demo.
     #[command(name = "__demo-guest", hide = true)]
     DemoGuest { path: PathBuf },
+    /// (internal) one side of a pool ping-pong (tests of inspect).
+    #[command(name = "__pool-peer", hide = true)]
+    PoolPeer { path: PathBuf, role: String, rounds: u64 },
     /// (internal) the segment guest of the demo.
     #[command(name = "__demo-seg-guest", hide = true)]
     DemoSegGuest { path: PathBuf },
@@ -165,6 +178,7 @@ fn run(cmd: Command) -> Result<(), CliError> {
         Command::Topology { json } => topology::run(json),
         Command::Create {
             path,
+            layout,
             size,
             max_size,
             node,
@@ -178,6 +192,30 @@ fn run(cmd: Command) -> Result<(), CliError> {
             ring_capacity,
             max_peers,
         } => {
+            if layout == 4 {
+                let segment_only = [
+                    ("--max-size", max_size.is_some()),
+                    ("--node", !node.is_empty()),
+                    ("--policy", policy.is_some()),
+                    ("--pages", pages.is_some()),
+                    ("--populate", populate),
+                    ("--lock", lock),
+                    ("--fallback", fallback),
+                    ("--classes", classes.is_some()),
+                    ("--rings", rings.is_some()),
+                    ("--ring-capacity", ring_capacity.is_some()),
+                ];
+                if let Some((flag, _)) = segment_only.iter().find(|(_, set)| *set) {
+                    return Err(CliError(format!(
+                        "create {}: {flag} configures a layout-3 segment (add --layout 3); in layout 4 each peer chooses its own pool (numashm::pool::PeerConfig)",
+                        path.display()
+                    )));
+                }
+                return pool::create(&path, max_peers, size);
+            }
+            let size = size.ok_or_else(|| CliError(format!("create {}: --size is required with --layout 3", path.display())))?;
+            let (policy, pages) = (policy.unwrap_or(PolicyArg::Bind), pages.unwrap_or(PagesArg::Base));
+            let (rings, ring_capacity) = (rings.unwrap_or(2), ring_capacity.unwrap_or(1024));
             let cache = numashm::CachePolicy {
                 page_size: match pages {
                     PagesArg::Base => PageSize::Base,
@@ -257,10 +295,12 @@ fn run(cmd: Command) -> Result<(), CliError> {
             println!("removed {}", path.display());
             Ok(())
         }
+        Command::Inspect { path, json } if pool::is_rendezvous(&path) => pool::inspect(&path, json),
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Demo => demo::run(),
         Command::DemoGuest { path } => demo::guest(&path),
         Command::DemoSegGuest { path } => demo::segment_guest(&path),
+        Command::PoolPeer { path, role, rounds } => pool_peer::run(&path, &role, rounds),
         Command::Bench { quick, json } => bench::run(quick, json),
     }
 }

@@ -1,0 +1,256 @@
+//! `numashm create` and `numashm inspect` for a layout-4 rendezvous
+//! (`numashm::pool`): each peer brings its own sealed pool, so `create` only
+//! lays out the rendezvous file, and `inspect` opens every live peer's pool
+//! read-only. Every value shown was read from memory other processes write:
+//! what fails validation is printed as an `error:` line in its place.
+
+use std::path::Path;
+
+use numashm::pool::{EntryReport, EntryState, InspectError, Liveness, OwnerView, PoolReport, RendezvousReport};
+use serde_json::{json, Value};
+
+use crate::util::{ctx, human, table, CliError};
+
+/// Whether the file at `path` says it is a layout-4 rendezvous (its magic at
+/// byte 4096); anything else goes to the layout-3 inspector.
+pub fn is_rendezvous(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(4096))?;
+            f.read_exact(&mut magic)
+        })
+        .is_ok_and(|()| u64::from_le_bytes(magic) == numashm::pool::RENDEZVOUS_MAGIC)
+}
+
+/// `numashm create PATH [--size N] [--max-peers N]` (layout 4).
+pub fn create(path: &Path, max_peers: u32, size: Option<usize>) -> Result<(), CliError> {
+    let len = numashm::pool::create_rendezvous(path, max_peers, size.unwrap_or(0)).map_err(ctx("create", path))?;
+    println!(
+        "created {} (layout 4 rendezvous, {}, {max_peers} peers max); peers join it with numashm::pool::Peer::join, each with its own pool",
+        path.display(),
+        human(len as u64)
+    );
+    Ok(())
+}
+
+/// `numashm inspect PATH [--json]` for a rendezvous.
+pub fn inspect(path: &Path, as_json: bool) -> Result<(), CliError> {
+    let r = numashm::pool::inspect(path).map_err(ctx("inspect", path))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&to_json(path, &r)).unwrap_or_default());
+    } else {
+        print!("{}", text(path, &r));
+    }
+    Ok(())
+}
+
+fn mask(m: u64) -> String {
+    if m == 0 {
+        return "-".into();
+    }
+    (0..64).filter(|c| m >> c & 1 == 1).map(|c: u32| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn alive(l: Liveness) -> &'static str {
+    match l {
+        Liveness::Alive => "yes",
+        Liveness::Dead => "no",
+        Liveness::Unknown => "unknown",
+    }
+}
+
+fn state(s: EntryState) -> String {
+    match s {
+        EntryState::Corrupt(v) => format!("corrupt ({v:#x})"),
+        s => format!("{s:?}"),
+    }
+}
+
+/// The human report.
+fn text(path: &Path, r: &RendezvousReport) -> String {
+    let mut out = format!("rendezvous {} (layout {})\n", path.display(), numashm::pool::RENDEZVOUS_VERSION);
+    let rows = vec![
+        vec!["size".into(), human(r.len as u64)],
+        vec!["max peers".into(), r.max_peers.to_string()],
+        vec!["live peers".into(), r.live_peers().count().to_string()],
+        vec!["change counter".into(), r.changes.to_string()],
+    ];
+    out += &table(&["field", "value"], &rows);
+    out += "\nchannels (consumer word set):\n";
+    let rows: Vec<Vec<String>> = r
+        .channels
+        .iter()
+        .map(|c| {
+            vec![c.channel.to_string(), c.consumer.as_ref().map_or_else(|e| format!("error: {e}"), |e| format!("entry {e}"))]
+        })
+        .collect();
+    out += &table(&["channel", "consumer"], &rows);
+    out += "\npeers:\n";
+    let rows: Vec<Vec<String>> = r.entries.iter().map(entry_row).collect();
+    out += &table(
+        &["entry", "state", "pid", "alive", "produces", "consumes", "sent", "received", "returns", "bad returns", "committed", "reserved"],
+        &rows,
+    );
+    for e in &r.entries {
+        match &e.pool {
+            None => {}
+            Some(Err(err)) => out += &format!("\npool of entry {} (pid {}): error: {err}\n", e.index, e.pid),
+            Some(Ok(p)) => out += &pool_text(e, p),
+        }
+    }
+    out
+}
+
+fn entry_row(e: &EntryReport) -> Vec<String> {
+    let mut row = vec![
+        e.index.to_string(),
+        state(e.state),
+        e.pid.to_string(),
+        alive(e.alive).into(),
+        mask(e.produces),
+        mask(e.consumes),
+    ];
+    match &e.pool {
+        Some(Ok(p)) => row.extend([
+            p.sent.to_string(),
+            p.received.to_string(),
+            p.returns_accepted.to_string(),
+            p.bad_returns.to_string(),
+            human(p.committed as u64),
+            human(p.reserved as u64),
+        ]),
+        Some(Err(_)) => row.push("error (below)".into()),
+        None => row.push("-".into()),
+    }
+    row
+}
+
+fn pool_text(e: &EntryReport, p: &PoolReport) -> String {
+    let mut out = format!("\npool of entry {} (pid {}, id {:#x}):\n", e.index, e.pid, e.pool_id);
+    match &p.pages {
+        Ok(pages) => {
+            let per: Vec<String> = pages.per_node.iter().map(|(n, c)| format!("node {n}: {c}")).collect();
+            out += &format!(
+                "  resident pages ({}): {}; not resident {}\n",
+                human(pages.page_size as u64),
+                if per.is_empty() { "none".into() } else { per.join(", ") },
+                pages.not_present
+            );
+        }
+        Err(err) => out += &format!("  pages: error: {err}\n"),
+    }
+    match &p.allocator {
+        Err(err) => out += &format!("  error: {err}\n"),
+        Ok(v) => out += &classes_text(v),
+    }
+    out
+}
+
+fn classes_text(v: &OwnerView) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let rows_of = v.classes.iter().enumerate().map(|(c, r)| (c.to_string(), r)).chain([("dedicated".to_string(), &v.dedicated)]);
+    for (name, r) in rows_of {
+        rows.push(match r {
+            Ok(c) => vec![
+                name,
+                if c.slot_size == 0 { "-".into() } else { human(c.slot_size as u64) },
+                c.extents.to_string(),
+                c.slots.to_string(),
+                c.free.to_string(),
+                c.owned.to_string(),
+                c.lent.to_string(),
+            ],
+            Err(err) => vec![name, format!("error: {err}")],
+        });
+    }
+    let mut out = String::new();
+    for line in table(&["class", "slot", "extents", "slots", "free", "owned", "lent"], &rows).lines() {
+        out += &format!("  {line}\n");
+    }
+    let bad: Vec<String> = v.extents.iter().filter_map(|x| x.as_ref().err().map(|e| format!("  error: {e}\n"))).collect();
+    out += &format!(
+        "  extents: {} of {} ({} bad), allocator next extent at {}\n",
+        v.extents.len(),
+        v.max_extents,
+        bad.len(),
+        human(v.bump)
+    );
+    out + &bad.concat()
+}
+
+fn err_json(e: &impl std::fmt::Display) -> Value {
+    json!({ "error": e.to_string() })
+}
+
+fn to_json(path: &Path, r: &RendezvousReport) -> Value {
+    json!({
+        "path": path.display().to_string(),
+        "layout": numashm::pool::RENDEZVOUS_VERSION,
+        "len": r.len,
+        "max_peers": r.max_peers,
+        "changes": r.changes,
+        "channels": r.channels.iter().map(|c| json!({
+            "channel": c.channel,
+            "consumer": c.consumer.as_ref().map_or_else(err_json, |e| json!(e)),
+        })).collect::<Vec<_>>(),
+        "peers": r.entries.iter().map(|e| json!({
+            "entry": e.index,
+            "state": state(e.state),
+            "epoch": e.epoch,
+            "pid": e.pid,
+            "alive": alive(e.alive),
+            "pool_id": e.pool_id,
+            "produces": e.produces,
+            "consumes": e.consumes,
+            "pool": match &e.pool {
+                None => Value::Null,
+                Some(Err(err)) => err_json(err),
+                Some(Ok(p)) => pool_json(p),
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn pool_json(p: &PoolReport) -> Value {
+    let pages = p.pages.as_ref().map_or_else(
+        |e: &InspectError| err_json(e),
+        |pg| {
+            json!({
+                "page_size": pg.page_size,
+                "per_node": pg.per_node.iter().map(|(n, c)| json!({"node": n, "pages": c})).collect::<Vec<_>>(),
+                "not_resident": pg.not_present,
+            })
+        },
+    );
+    let class = |r: &Result<numashm::pool::ClassCensus, numashm::pool::OwnerViewError>| {
+        r.as_ref().map_or_else(err_json, |c| {
+            json!({"slot_size": c.slot_size, "extents": c.extents, "slots": c.slots, "free": c.free, "owned": c.owned, "lent": c.lent})
+        })
+    };
+    let allocator = p.allocator.as_ref().map_or_else(
+        |e: &InspectError| err_json(e),
+        |v| {
+            json!({
+                "classes": v.classes.iter().map(class).collect::<Vec<_>>(),
+                "dedicated": class(&v.dedicated),
+                "extents": v.extents.iter().map(|x| x.as_ref().map_or_else(err_json, |x| json!({
+                    "offset": x.offset, "bytes": x.bytes, "class": x.class, "slots": x.slots,
+                }))).collect::<Vec<_>>(),
+                "max_extents": v.max_extents,
+                "bump": v.bump,
+            })
+        },
+    );
+    json!({
+        "committed": p.committed,
+        "reserved": p.reserved,
+        "pages": pages,
+        "sent": p.sent,
+        "received": p.received,
+        "returns_accepted": p.returns_accepted,
+        "bad_returns": p.bad_returns,
+        "allocator": allocator,
+    })
+}
