@@ -105,9 +105,13 @@ impl std::ops::DerefMut for SlotMut<'_> {
 
 impl Drop for SlotMut<'_> {
     fn drop(&mut self) {
-        // Never sent: back to our free list (it is Owned, so this cannot fail
-        // short of a bug, which the allocator reports rather than acts on).
-        let _ = self.peer.pool.alloc.free(self.slot.handle);
+        // Never sent: to the allocator's front cache (no pool write), or its
+        // free list when that is full. It is Owned, so this cannot fail short of
+        // a bug, which the allocator reports rather than acts on.
+        // SAFETY: `slot` came from this peer's `alloc`, is Owned (a lent slot's
+        // guard is forgotten in `send_masked`; a failed send took it back), and
+        // this guard, its only holder, is going away.
+        let _ = unsafe { self.peer.pool.alloc.recycle(self.slot) };
     }
 }
 
@@ -339,12 +343,19 @@ impl<'p> Sender<'p> {
         let peer = self.peer;
         let slot = match peer.pool.alloc.alloc(len, false) {
             Ok(s) => s,
-            Err(_) => {
-                // Slow path: take back what readers returned, then grow.
-                peer.drain_returns();
-                peer.pool.alloc.alloc(len, true)?
-            }
+            Err(_) => return self.alloc_slow(len),
         };
+        let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
+        Ok(SlotMut { peer, slot, ptr, len })
+    }
+
+    /// Nothing free in the class: take back what readers returned, then grow.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, len: usize) -> Result<SlotMut<'p>, ChannelError> {
+        let peer = self.peer;
+        peer.drain_returns();
+        let slot = peer.pool.alloc.alloc(len, true)?;
         let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
         Ok(SlotMut { peer, slot, ptr, len })
     }

@@ -5,6 +5,7 @@
 //! plain Relaxed loads and stores suffice for the owner itself. Other processes read
 //! the words concurrently (hence atomics); the two Release stores below publish the
 //! header and new extents to such readers.
+#![allow(unsafe_code)] // `recycle` is an `unsafe fn`: its contract keeps one holder per slot
 
 use core::cell::Cell;
 use core::marker::PhantomData;
@@ -95,9 +96,49 @@ pub struct OwnerAlloc<M: PoolMemory> {
     /// Each class's data skip (bytes from an extent's start to its first slot), local
     /// for the same reason.
     skips: Box<[usize]>,
+    /// `lookup[ceil(len / 64)]`: the smallest class that fits `len`, for every `len`
+    /// up to the largest class or `LOOKUP_MAX` (classes are multiples of 64, so this
+    /// is exact); process memory, immutable after `create`.
+    lookup: Box<[u8]>,
     pub(crate) max_extents: u32,
+    /// The front cache: per class, up to `FRONT_DEPTH` slots the owner allocated and
+    /// dropped without ever lending them (see [`OwnerAlloc::recycle`]). Process memory
+    /// only: the slots stay Owned in the pool's metadata.
+    front: Box<[FrontStack]>,
     /// `!Sync`: one thread writes the pool.
     _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Lengths above this find their class by a scan instead of `lookup`.
+const LOOKUP_MAX: usize = 64 << 10;
+
+/// The class table as `lookup[ceil(len / 64)]` (see `OwnerAlloc::lookup`).
+fn class_lookup(classes: &[usize]) -> Box<[u8]> {
+    let top = classes.last().copied().unwrap_or(0).min(LOOKUP_MAX);
+    (0..=top / 64)
+        .map(|i| classes.iter().position(|&size| size >= i * 64).unwrap_or(0) as u8)
+        .collect()
+}
+
+/// Slots each class's front cache holds at most (a burst of unsent drops).
+pub(crate) const FRONT_DEPTH: usize = 8;
+
+/// One class's front cache: a LIFO stack of Owned, never-lent slots.
+#[derive(Debug, Default)]
+struct FrontStack {
+    len: Cell<usize>,
+    slots: [Cell<OwnedSlot>; FRONT_DEPTH],
+}
+
+impl Default for OwnedSlot {
+    /// Handle 0 (never valid), offset 0, capacity 0: an empty cache entry.
+    fn default() -> Self {
+        OwnedSlot {
+            handle: 0,
+            offset: 0,
+            capacity: 0,
+        }
+    }
 }
 
 /// Load a word the owner itself wrote.
@@ -179,6 +220,10 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             classes,
             skips,
             max_extents: cfg.max_extents,
+            lookup: class_lookup(&cfg.classes),
+            front: (0..cfg.classes.len())
+                .map(|_| FrontStack::default())
+                .collect(),
             _not_sync: PhantomData,
         };
         a.write_tables(cfg)?;
@@ -302,10 +347,112 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     /// ```
     #[inline]
     pub fn alloc(&self, len: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
-        // A short linear scan: few classes, and small messages hit the first ones.
-        match self.classes.iter().position(|&size| size >= len) {
-            Some(c) => self.alloc_class(c, grow),
+        match self.class_for(len) {
+            Some(c) => match self.front_pop(c) {
+                Some(s) => Ok(s),
+                None => self.alloc_class(c, grow),
+            },
             None => self.alloc_dedicated(len, grow),
+        }
+    }
+
+    /// The smallest class whose slots hold `len` bytes, if any.
+    #[inline(always)]
+    fn class_for(&self, len: usize) -> Option<usize> {
+        match self.lookup.get(len.div_ceil(64)) {
+            Some(&c) => Some(c as usize),
+            // Beyond the table: a short linear scan (few classes).
+            None => self.classes.iter().position(|&size| size >= len),
+        }
+    }
+
+    /// The slot class `c`'s front cache pushed last, if any (no pool word is touched).
+    #[inline(always)]
+    fn front_pop(&self, c: usize) -> Option<OwnedSlot> {
+        let f = self.front.get(c)?;
+        let n = f.len.get().checked_sub(1)? % FRONT_DEPTH;
+        f.len.set(n);
+        Some(f.slots[n].get())
+    }
+
+    /// Give back a slot this allocator handed out and the caller never lent (it is
+    /// Owned): it goes to its class's front cache, which `alloc` pops first, with no
+    /// write to the pool (the slot stays Owned, same generation, so no handle to it
+    /// ever reached a reader). A full cache, or a dedicated slot, is freed as by
+    /// [`OwnerAlloc::free`]. This is the one slot cache of the product: the facade's
+    /// unsent `SlotMut` drops go here.
+    ///
+    /// # Safety
+    ///
+    /// `s` was returned by [`OwnerAlloc::alloc`] of this allocator, is Owned now
+    /// (never lent, or taken back), and the caller neither uses `s` nor passes it to
+    /// `recycle`, `free` or `lend` again: the next `alloc` may hand the same slot out,
+    /// and callers that write through [`OwnerAlloc::slot_ptr`] rely on each slot having
+    /// one holder.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`OwnerAlloc::free`] when the slot is freed instead of cached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let s = a.alloc(100, true).unwrap();
+    /// // SAFETY: `s` came from `a.alloc`, was never lent, and is not used again.
+    /// unsafe { a.recycle(s) }.unwrap();
+    /// assert_eq!(a.cached(), 1);
+    /// assert_eq!(a.audit().unwrap(), a.census()); // a cached slot counts as Owned
+    /// assert_eq!(a.alloc(100, false).unwrap(), s); // the same slot, from the cache
+    /// ```
+    #[inline]
+    pub unsafe fn recycle(&self, s: OwnedSlot) -> Result<(), ReturnError> {
+        if let Some(c) = self
+            .class_for(s.capacity)
+            .filter(|&c| self.classes.get(c) == Some(&s.capacity))
+        {
+            if let Some(f) = self.front.get(c) {
+                let n = f.len.get();
+                if n < FRONT_DEPTH {
+                    f.slots[n].set(s);
+                    f.len.set(n + 1);
+                    return Ok(());
+                }
+            }
+        }
+        self.free(s.handle)
+    }
+
+    /// Slots held in the front caches (Owned in the pool's counts).
+    ///
+    /// # Examples
+    ///
+    /// See [`OwnerAlloc::recycle`].
+    pub fn cached(&self) -> usize {
+        self.front.iter().map(|f| f.len.get()).sum()
+    }
+
+    /// Free every slot of the front caches (Owned -> Free, new generation), so the
+    /// pool's counts show them free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let s = a.alloc(100, true).unwrap();
+    /// // SAFETY: `s` came from `a.alloc`, was never lent, and is not used again.
+    /// unsafe { a.recycle(s) }.unwrap();
+    /// a.flush_cache();
+    /// assert_eq!((a.cached(), a.census().classes[2].owned), (0, 0));
+    /// ```
+    pub fn flush_cache(&self) {
+        for c in 0..self.front.len() {
+            while let Some(s) = self.front_pop(c) {
+                // Cannot fail for a slot `recycle` accepted (it is Owned, ours).
+                let _ = self.free(s.handle);
+            }
         }
     }
 
