@@ -239,6 +239,10 @@ pub const NAMES: &[&str] = &[
     // Segment layout v4 (numashm::pool): the path the design is moving to.
     "pool_rtt_vs_floor",
     "pool_alloc_vs_malloc",
+    "pool_alloc_vs_pool",
+    "pool_alloc_2t_scaling",
+    "fanout4_vs_unicast",
+    "pool_spsc_vs_rtrb",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -261,6 +265,10 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "locked_rmw_vs_malloc" => alloc::compare_locked_rmw_vs_malloc(budget),
         "pool_rtt_vs_floor" => pool::compare_pool_rtt_vs_floor(budget),
         "pool_alloc_vs_malloc" => pool::compare_pool_alloc_vs_malloc(budget),
+        "pool_alloc_vs_pool" => pool::compare_pool_alloc_vs_pool(budget),
+        "pool_alloc_2t_scaling" => pool::compare_pool_alloc_2t_scaling(budget),
+        "fanout4_vs_unicast" => pool::compare_fanout4_vs_unicast(budget),
+        "pool_spsc_vs_rtrb" => pool::compare_pool_spsc_vs_rtrb(budget),
         _ => return None,
     })
 }

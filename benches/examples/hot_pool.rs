@@ -1,0 +1,26 @@
+//! Single-thread hot paths of the layout-v4 facade (`numashm::pool`) for
+//! `valgrind --tool=callgrind` instruction counts. Run twice with different
+//! counts and divide the difference, e.g. `… hot_pool alloc 1` and `… alloc 100001`.
+//! Paths: `alloc` (`Sender::alloc(1024)` + drop), `loopback` (64 B alloc, send,
+//! try_recv, read, drop, two peers in one thread), `fanout4` (one 64 B message to
+//! four readers, all received and returned), `unicast4` (four 64 B messages, one each).
+
+use std::hint::black_box;
+
+use numashm_benches::pool;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    match what.as_str() {
+        "alloc" => black_box(pool::hot_alloc(n)),
+        "loopback" => black_box(pool::hot_loopback(n)),
+        "fanout4" => black_box(pool::hot_fanout(n, true)),
+        "unicast4" => black_box(pool::hot_fanout(n, false)),
+        _ => {
+            eprintln!("unknown path {what}");
+            0.0
+        }
+    };
+}
