@@ -273,7 +273,7 @@ impl Peer {
     fn send_masked<'p>(&'p self, msg: SlotMut<'p>, mask: u64) -> Result<u64, SendError<'p>> {
         let alloc = &self.pool.alloc;
         let h = msg.slot.handle;
-        if let Err(e) = alloc.lend(h, mask) {
+        if let Err(e) = alloc.lend_slot(&msg.slot, mask) {
             return Err(SendError { error: ChannelError::Handle(e), message: msg });
         }
         let cell = [h, msg.slot.offset as u64, msg.len as u64];
@@ -448,17 +448,20 @@ impl<'p> Receiver<'p> {
             let mut consumed = peer.consumed.borrow_mut();
             if let Some(cs) = consumed[c].as_mut() {
                 let n = cs.links.len();
-                for i in 0..n {
-                    let li = (cs.next + i) % n;
-                    let Some(l) = cs.links[li].as_mut() else { continue };
+                // Round-robin from `next`, wrapping without a division.
+                let mut li = if cs.next < n { cs.next } else { 0 };
+                for _ in 0..n {
+                    let i = li;
+                    li = if li + 1 == n { 0 } else { li + 1 };
+                    let Some(l) = cs.links[i].as_mut() else { continue };
                     // Bounded: a hostile producer's bad cells are skipped, at most a ring's worth.
                     for _ in 0..=l.ring.capacity() {
                         let cell = match l.ring.pop() {
                             Ok(Some(cell)) => cell,
                             Ok(None) | Err(_) => break,
                         };
-                        if let Some(m) = self.deliver(l, li, cell) {
-                            cs.next = (li + 1) % n;
+                        if let Some(m) = self.deliver(l, i, cell) {
+                            cs.next = li;
                             return Ok(m);
                         }
                     }

@@ -95,7 +95,7 @@ pub struct OwnerAlloc<M: PoolMemory> {
     pub(crate) classes: Box<[usize]>,
     /// Each class's data skip (bytes from an extent's start to its first slot), local
     /// for the same reason.
-    skips: Box<[usize]>,
+    pub(crate) skips: Box<[usize]>,
     /// `lookup[ceil(len / 64)]`: the smallest class that fits `len`, for every `len`
     /// up to the largest class or `LOOKUP_MAX` (classes are multiples of 64, so this
     /// is exact); process memory, immutable after `create`.
@@ -358,7 +358,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
 
     /// The smallest class whose slots hold `len` bytes, if any.
     #[inline(always)]
-    fn class_for(&self, len: usize) -> Option<usize> {
+    pub(crate) fn class_for(&self, len: usize) -> Option<usize> {
         match self.lookup.get(len.div_ceil(64)) {
             Some(&c) => Some(c as usize),
             // Beyond the table: a short linear scan (few classes).

@@ -2,7 +2,7 @@
 //! `reclaim_reader`. A handle coming back from a reader is hostile input: every field
 //! is checked against the owner's own tables before it is used.
 
-use super::alloc::{bump, get, meta_offset, put, GiveBack, OwnerAlloc};
+use super::alloc::{bump, get, meta_offset, put, GiveBack, OwnedSlot, OwnerAlloc};
 use super::error::ReturnError;
 use super::layout::*;
 use super::memory::PoolMemory;
@@ -141,6 +141,64 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             S_LENT => Err(ReturnError::NotOwned),
             _ => Err(ReturnError::Corrupt { what: "slot state" }),
         }
+    }
+
+    /// [`OwnerAlloc::lend`] for a slot as `alloc` handed it out: its metadata is
+    /// found from the slot's offset and class (one extent-row load confirms it is
+    /// exactly that slot's), not by walking the header and extent table. Anything
+    /// that does not match (a forged or stale `s`) goes through `lend`, with its
+    /// errors.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`OwnerAlloc::lend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnedSlot, OwnerAlloc, OwnerConfig, ReturnError};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let s = a.alloc(1, true).unwrap();
+    /// let forged = OwnedSlot { handle: s.handle ^ 2 << 32, ..s }; // another generation
+    /// assert_eq!(a.lend_slot(&forged, 0b1), Err(ReturnError::Stale));
+    /// assert_eq!(a.lend_slot(&s, 0), Err(ReturnError::Invalid { field: "readers" }));
+    /// a.lend_slot(&s, 0b1).unwrap();
+    /// assert_eq!(a.lend_slot(&s, 0b1), Err(ReturnError::NotOwned));
+    /// assert_eq!(a.audit().unwrap().classes[0].lent, 1);
+    /// ```
+    #[inline]
+    pub fn lend_slot(&self, s: &OwnedSlot, readers: u64) -> Result<(), ReturnError> {
+        let p = HandleParts::decode(s.handle);
+        let (class, meta_off) = match self.class_for(s.capacity) {
+            Some(c) if self.classes.get(c) == Some(&s.capacity) => {
+                // data = meta + skip + slot * (size - 32) (see `alloc_class`).
+                let back = (p.slot as usize)
+                    .checked_mul(s.capacity.wrapping_sub(META_BYTES))
+                    .and_then(|b| b.checked_add(*self.skips.get(c)?));
+                (c, back.and_then(|b| s.offset.checked_sub(b)))
+            }
+            // Dedicated: the metadata fills the page before the slot.
+            _ => (self.classes.len(), s.offset.checked_sub(PAGE)),
+        };
+        let found = meta_off.and_then(|m| {
+            let x = self.extent_row(p.extent)?;
+            // Exactly this slot's metadata: the extent row (written only by us,
+            // zero for extents not made yet, so `slots` fails them) of the
+            // slot's class places it there.
+            let expect = get(&x[X_OFFSET]).checked_add(u64::from(p.slot) * META_BYTES as u64)?;
+            let fits = u64::from(p.slot) < get(&x[X_SLOTS]) && get(&x[X_CLASS]) == class as u64;
+            (readers != 0 && fits && expect == m as u64).then_some(())?;
+            let meta = self.words.block::<4>(m)?;
+            (get(&meta[M_STATE]) == u64::from(p.generation) << 32 | S_OWNED).then_some(meta)
+        });
+        let (Some(meta), Ok(row)) = (found, self.row(class)) else {
+            return self.lend(s.handle, readers);
+        };
+        put(&meta[M_LENT_MASK], readers);
+        put(&meta[M_STATE], u64::from(p.generation) << 32 | S_LENT);
+        bump(&row[C_OWNED], -1);
+        bump(&row[C_LENT], 1);
+        Ok(())
     }
 
     /// Reader `reader` (0..64) returns a lent slot: its bit is cleared; when it was the
