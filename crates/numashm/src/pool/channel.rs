@@ -396,21 +396,28 @@ impl<'p> Sender<'p> {
     /// tx.send_timeout(tx.alloc(1)?, std::time::Duration::from_millis(10)).map_err(|e| e.error)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send_timeout(&self, mut msg: SlotMut<'p>, timeout: Duration) -> Result<(), SendError<'p>> {
+    pub fn send_timeout(&self, msg: SlotMut<'p>, timeout: Duration) -> Result<(), SendError<'p>> {
+        // The busy path (room in the ring) reads no clock.
+        let mut msg = match self.send(msg) {
+            Err(SendError { error: ChannelError::Full, message }) => message,
+            other => return other,
+        };
         let deadline = Instant::now() + timeout;
         loop {
-            match self.send(msg) {
-                Err(SendError { error: ChannelError::Full, message }) => msg = message,
-                other => return other,
-            }
             if Instant::now() >= deadline {
                 return Err(SendError { error: ChannelError::TimedOut, message: msg });
             }
             self.peer.upkeep();
             let slice = deadline.min(Instant::now() + Duration::from_millis(50));
-            let mut produced = self.peer.produced.borrow_mut();
-            if let Some(p) = produced[self.channel].as_mut() {
-                let _ = p.ring.wait_for_space(Some(slice));
+            {
+                let mut produced = self.peer.produced.borrow_mut();
+                if let Some(p) = produced[self.channel].as_mut() {
+                    let _ = p.ring.wait_for_space(Some(slice));
+                }
+            }
+            match self.send(msg) {
+                Err(SendError { error: ChannelError::Full, message }) => msg = message,
+                other => return other,
             }
         }
     }
@@ -501,6 +508,11 @@ impl<'p> Receiver<'p> {
     ///
     /// See [`Peer`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<'p>, ChannelError> {
+        // A message already waiting is taken without reading the clock.
+        match self.try_recv() {
+            Err(ChannelError::Empty) => {}
+            other => return other,
+        }
         self.wait(Some(Instant::now() + timeout))
     }
 
@@ -524,13 +536,14 @@ impl<'p> Receiver<'p> {
                 Err(ChannelError::Empty) => {}
                 other => return other,
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(ChannelError::TimedOut);
-            }
             spins += 1;
             if spins < 64 {
+                // Spinning reads no clock: a message is seen as soon as it lands.
                 std::hint::spin_loop();
                 continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ChannelError::TimedOut);
             }
             // Park on the producer's doorbell when there is exactly one link;
             // with several, sleep in short slices (each producer's bell is its
