@@ -61,6 +61,12 @@ struct OwnerState {
     data_end: usize,
     /// Offset of extent `e` of class `c` at `c * max_extents + e` (empty in guests).
     offsets: Vec<usize>,
+    /// Extents this owner created per class: the shared count is a hint other
+    /// peers can rewrite, so growth and release go by this one.
+    extents: Vec<usize>,
+    /// Whether this owner released extent `c * max_extents + e` (the shared
+    /// released bit is for others to read, never to steer us).
+    released: Vec<bool>,
 }
 
 /// The allocator with heap-owned words and heap memory: what tests, loom and miri run.
@@ -241,7 +247,12 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         // SYNC header-publish (Release): every word above is visible to an attacher
         // that Acquire-loads the magic.
         w[H_MAGIC].store(MAGIC, Ordering::Release);
-        let owned = OwnerState { data_end: data_start, offsets: vec![usize::MAX; layout_len(&layout)] };
+        let owned = OwnerState {
+            data_end: data_start,
+            offsets: vec![usize::MAX; layout_len(&layout)],
+            extents: vec![0; layout.classes.len()],
+            released: vec![false; layout_len(&layout)],
+        };
         let grow_lock = Mutex::new(owned);
         let this = Self { words, mem, layout, data_start, max_len, owner: true, grow_lock };
         for class in 0..this.layout.classes.len() {
@@ -274,7 +285,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
     pub(crate) fn attach_at(words: W, mem: M, min_data_start: usize) -> Result<Self, AttachError> {
         // The values validated are the values kept: nothing is re-read from the segment.
         let (layout, data_start, max_len) = validate(words.words(), &mem, min_data_start)?;
-        Ok(Self { words, mem, layout, data_start, max_len, owner: false, grow_lock: Mutex::new(OwnerState { data_end: data_start, offsets: Vec::new() }) })
+        Ok(Self { words, mem, layout, data_start, max_len, owner: false, grow_lock: Mutex::new(OwnerState { data_end: data_start, offsets: Vec::new(), extents: Vec::new(), released: Vec::new() }) })
     }
 
     /// The control words.
@@ -1206,12 +1217,14 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         }
         let c = self.layout.classes.get(class).ok_or(GrowError::NoClass { class })?;
         let mut st = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let n = self.extents(c);
+        // Our own count and released flags, not the shared words (any peer can write those).
+        let n = st.extents.get(class).copied().unwrap_or(0);
         for ext in 0..n {
-            // Relaxed: only the owner, under `grow_lock`, writes the released bit.
-            if self.ext_word(c, ext, X_NODE).load(Ordering::Relaxed) & X_RELEASED != 0 {
-                let off = st.offsets[class * self.layout.max_extents + ext];
+            let idx = class * self.layout.max_extents + ext;
+            if st.released.get(idx).copied().unwrap_or(false) {
+                let off = st.offsets[idx];
                 self.recommit(c, ext, off, node)?;
+                st.released[idx] = false;
                 return Ok(ext);
             }
         }
@@ -1240,6 +1253,7 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         self.ext_word(c, n, X_HEAD).store(0, Ordering::Relaxed);
         st.data_end = end;
         st.offsets[class * self.layout.max_extents + n] = off;
+        st.extents[class] = n + 1;
         self.w(H_DATA_END).store(end as u64, Ordering::Relaxed);
         self.w(H_COMMITTED).fetch_add(c.extent_bytes as u64, Ordering::Relaxed);
         // SYNC extent-publish (Release): the extent record, its metadata and head, and
@@ -1343,16 +1357,19 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
             return Err(ReleaseError::NotOwner);
         }
         let c = self.layout.classes.get(class).ok_or(ReleaseError::NoExtent)?;
-        let st = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if ext >= self.extents(c) {
+        let mut st = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Our own count and flag decide (a peer may have rewritten the shared ones).
+        if ext >= st.extents.get(class).copied().unwrap_or(0) {
             return Err(ReleaseError::NoExtent);
         }
-        let node_w = self.ext_word(c, ext, X_NODE);
-        // Relaxed: owner-only field, written under `grow_lock`.
-        let node = node_w.load(Ordering::Relaxed);
-        if node & X_RELEASED != 0 {
+        let idx = class * self.layout.max_extents + ext;
+        if st.released[idx] {
             return Err(ReleaseError::AlreadyReleased);
         }
+        let node_w = self.ext_word(c, ext, X_NODE);
+        // Relaxed: owner-only field, written under `grow_lock`; its released bit
+        // is rewritten from our flag below.
+        let node = node_w.load(Ordering::Relaxed) & !X_RELEASED;
         // Take the whole list: nobody can allocate from the extent meanwhile.
         let head_w = self.ext_word(c, ext, X_HEAD);
         // Relaxed: a guess validated by the CAS.
@@ -1386,13 +1403,14 @@ impl<W: Words, M: SegmentMemory> Allocator<W, M> {
         // Relaxed: owner-only field; allocators never look at it.
         node_w.store(node | X_RELEASED, Ordering::Relaxed);
         // Our own record of the offset, not the shared word (a guest could rewrite that).
-        let off = st.offsets[class * self.layout.max_extents + ext];
+        let off = st.offsets[idx];
         let released = self.release_pages(off, c.extent_bytes);
         if let Err(e) = released {
             node_w.store(node, Ordering::Relaxed);
             self.push_chain(c, ext, top as usize, tail as usize);
             return Err(e.into());
         }
+        st.released[idx] = true;
         // Relaxed: statistics.
         self.w(H_COMMITTED).fetch_sub(c.extent_bytes as u64, Ordering::Relaxed);
         self.bump_epoch();
@@ -1571,6 +1589,29 @@ mod sweep_tests {
             a.free(h).unwrap();
         }
         n
+    }
+
+    #[test]
+    fn rewritten_extent_count_and_released_bits_cannot_steer_grow_or_release() {
+        let a = HeapAllocator::new(&Config::new().class(64, 4).max_extents(4)).unwrap();
+        let c = a.layout.classes[0].clone();
+        let created = a.extent_count(0);
+        // A hostile peer claims every extent exists and is released.
+        a.w(c.class_word + C_EXTENTS).store(u64::MAX, Ordering::Relaxed);
+        for ext in 0..4 {
+            a.ext_word(&c, ext, X_NODE).store(X_RELEASED, Ordering::Relaxed);
+        }
+        // Release of an extent we never made: refused, nothing punched.
+        assert_eq!(a.release_extent(0, created), Err(ReleaseError::NoExtent));
+        // Growth appends after our own extents instead of "recommitting" a phantom one.
+        assert_eq!(a.grow(0, None), Ok(created));
+        // Every slot of every real extent is usable once.
+        a.w(c.class_word + C_EXTENTS).store((created + 1) as u64, Ordering::Relaxed);
+        let mut held = Vec::new();
+        while let Ok(h) = a.alloc(1, 1) {
+            held.push(h);
+        }
+        assert_eq!(held.len(), 4 * (created + 1));
     }
 
     #[test]
