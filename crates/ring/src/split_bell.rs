@@ -220,14 +220,53 @@ impl<M: SplitMemory> SplitProducer<M> {
     /// ```
     #[inline]
     pub fn notify(&mut self) -> Result<bool, SysError> {
-        let Some(block) = self.mem.consumer_block() else {
-            return Ok(false);
-        };
         // SYNC split-data-dekker: orders our stamp stores before the load of
         // `parked` (see the module docs).
         fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence; hostile values only decide whether
-        // we make a spare wake-up.
+        self.notify_after_fence()
+    }
+
+    /// The fence [`notify_after_fence`](Self::notify_after_fence) relies on:
+    /// `fence(SeqCst)`, once after the last push into any number of rings
+    /// (a fan-out pays one fence, not one per ring).
+    ///
+    /// # Examples
+    ///
+    /// See [`notify_after_fence`](Self::notify_after_fence).
+    #[inline]
+    pub fn notify_fence() {
+        // SYNC split-data-dekker: the fence X of the module docs, shared by
+        // every ring pushed before it.
+        fence(Ordering::SeqCst);
+    }
+
+    /// [`notify`](Self::notify) without its fence: the caller called
+    /// [`notify_fence`](Self::notify_fence) after its last push into this ring
+    /// (and before this call). Without that fence a parked consumer may miss
+    /// this push until its park slice ends ([`MAX_PARK`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SysError`] if `futex(FUTEX_WAKE)` fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_ring::{SplitProducer, SplitRing};
+    /// let ((mut t1, _r1), (mut t2, _r2)) = (SplitRing::new(4)?, SplitRing::new(4)?);
+    /// t1.push([1, 2, 3])?;
+    /// t2.push([1, 2, 3])?;
+    /// SplitProducer::<numashm_ring::HeapSplit>::notify_fence();
+    /// assert!(!t1.notify_after_fence()? && !t2.notify_after_fence()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn notify_after_fence(&mut self) -> Result<bool, SysError> {
+        let Some(block) = self.mem.consumer_block() else {
+            return Ok(false);
+        };
+        // Relaxed: ordered by the caller's fence; hostile values only decide
+        // whether we make a spare wake-up.
         if block.bell.parked.load(Ordering::Relaxed) != parked_word(self.data_seq) {
             return Ok(false);
         }

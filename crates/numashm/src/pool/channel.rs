@@ -7,7 +7,7 @@
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use numashm_ring::SplitPushError;
+use numashm_ring::{SharedSplit, SplitProducer, SplitPushError};
 use numashm_varslot::OwnedSlot;
 
 use crate::pool::error::{ChannelError, PoolError};
@@ -285,10 +285,22 @@ impl Peer {
                 let c = m.trailing_zeros() as usize;
                 m &= m - 1;
                 let Some(p) = produced[c].as_mut() else { continue };
-                match p.ring.push_notify(cell) {
-                    // A failed FUTEX_WAKE still pushed: the receiver's bounded park finds it.
-                    Ok(_) | Err(SplitPushError::Wake(_)) => sent |= 1 << c,
-                    Err(SplitPushError::Full) | Err(SplitPushError::Corrupt(_)) => {}
+                match p.ring.push(cell) {
+                    Ok(()) => sent |= 1 << c,
+                    Err(SplitPushError::Full | SplitPushError::Corrupt(_) | SplitPushError::Wake(_)) => {}
+                }
+            }
+            if sent != 0 {
+                // One Dekker fence for every ring pushed above (a fan-out pays one), then each bell.
+                SplitProducer::<SharedSplit>::notify_fence();
+                let mut m = sent;
+                while m != 0 {
+                    let c = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    if let Some(p) = produced[c].as_mut() {
+                        // A failed FUTEX_WAKE still pushed: the receiver's bounded park finds it.
+                        let _ = p.ring.notify_after_fence();
+                    }
                 }
             }
         }
