@@ -12,7 +12,8 @@ use numashm_varslot::OwnedSlot;
 
 use crate::pool::error::{ChannelError, PoolError};
 use crate::pool::own::{P_RECEIVED, P_SENT};
-use crate::pool::peer::{Link, Peer};
+use crate::pool::ends::Link;
+use crate::pool::peer::Peer;
 
 /// A slot of our pool being written: `&mut [u8]` over memory only we can
 /// write. Dropped unsent, it goes back to the free list.
@@ -278,6 +279,7 @@ impl Peer {
         }
         let cell = [h, msg.slot.offset as u64, msg.len as u64];
         let mut sent = 0u64;
+        let mut rebind = 0u64;
         {
             let mut produced = self.produced.borrow_mut();
             let mut m = mask;
@@ -285,6 +287,9 @@ impl Peer {
                 let c = m.trailing_zeros() as usize;
                 m &= m - 1;
                 let Some(p) = produced[c].as_mut() else { continue };
+                if p.wants_bind(self.rdv.consumer_of(c)) {
+                    rebind |= 1 << c;
+                }
                 match p.ring.push(cell) {
                     Ok(()) => sent |= 1 << c,
                     Err(SplitPushError::Full | SplitPushError::Corrupt(_) | SplitPushError::Wake(_)) => {}
@@ -317,25 +322,12 @@ impl Peer {
         }
         std::mem::forget(msg); // lent now: the readers' returns free it
         self.pool.bump(P_SENT, 1);
+        // Slow path, rarely: no consumer bound yet, or the rendezvous names another.
+        while rebind != 0 {
+            let _ = self.bind(rebind.trailing_zeros() as usize);
+            rebind &= rebind - 1;
+        }
         Ok(sent)
-    }
-
-    /// A received message's slot goes back on its link's return ring.
-    pub(crate) fn give_back(&self, c: usize, link: usize, handle: u64) {
-        let mut consumed = self.consumed.borrow_mut();
-        let Some(l) = consumed[c].as_mut().and_then(|cs| cs.links.get_mut(link)).and_then(|l| l.as_mut()) else { return };
-        while let Some(&h) = l.overflow.last() {
-            if l.returns.push([h, 0, 0]).is_err() {
-                break;
-            }
-            l.overflow.pop();
-        }
-        if l.overflow.is_empty() && l.returns.push([handle, 0, 0]).is_ok() {
-            return;
-        }
-        // The owner is slow to take returns (or says nonsense): keep it, bounded
-        // by the owner's slots we hold, and try again next time.
-        l.overflow.push(handle);
     }
 }
 
@@ -434,6 +426,26 @@ impl<'p> Sender<'p> {
         }
     }
 
+    /// Messages in this end's ring that its consumer has not taken yet (all
+    /// of them while no consumer is bound): each is lent until read and returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = numashm::pool::Peer::create_anonymous("doc-queued", 2, numashm::pool::PeerConfig::new("doc-q"))?;
+    /// let tx = p.sender(0)?;
+    /// tx.send(tx.alloc(1)?).map_err(|e| e.error)?;
+    /// assert_eq!(tx.queued(), 1); // nobody consumes channel 0 yet
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queued(&self) -> usize {
+        let mut produced = self.peer.produced.borrow_mut();
+        let Some(p) = produced[self.channel].as_mut() else { return 0 };
+        let cap = p.ring.capacity();
+        // A corrupt head (a hostile consumer) counts as a full ring.
+        cap - p.ring.free_space().unwrap_or(0)
+    }
+
     /// The channel this end feeds.
     ///
     /// # Examples
@@ -473,6 +485,10 @@ impl<'p> Receiver<'p> {
                     let i = li;
                     li = if li + 1 == n { 0 } else { li + 1 };
                     let Some(l) = cs.links[i].as_mut() else { continue };
+                    // Only a ring whose producer has bound us (see ends.rs).
+                    if !l.readable(peer.pool.id) {
+                        continue;
+                    }
                     // Bounded: a hostile producer's bad cells are skipped, at most a ring's worth.
                     for _ in 0..=l.ring.capacity() {
                         let cell = match l.ring.pop() {
@@ -506,6 +522,7 @@ impl<'p> Receiver<'p> {
             return None;
         }
         let ptr = l.remote.ptr(off);
+        l.held += 1;
         self.peer.pool.bump(P_RECEIVED, 1);
         Some(Message { peer: self.peer, channel: self.channel, link: li, handle, ptr, len: len as usize })
     }
@@ -565,6 +582,8 @@ impl<'p> Receiver<'p> {
                 // Every few slices: repair what others may have overwritten, relink.
                 self.peer.upkeep();
             }
+            // A consumer of ours may be waiting for us to bind it.
+            self.peer.bind_unbound();
             let single = self.links() == 1;
             let slice = Instant::now() + if single { Duration::from_millis(50) } else { Duration::from_micros(200) };
             let slice = deadline.map_or(slice, |d| d.min(slice));
@@ -575,6 +594,12 @@ impl<'p> Receiver<'p> {
             let mut consumed = self.peer.consumed.borrow_mut();
             let Some(cs) = consumed[self.channel].as_mut() else { continue };
             let Some((li, l)) = cs.links.iter_mut().enumerate().find_map(|(i, l)| l.as_mut().map(|l| (i, l))) else { continue };
+            if !l.readable(self.peer.pool.id) {
+                // Not bound yet: the producer binds on its next slow path.
+                drop(consumed);
+                std::thread::sleep(Duration::from_micros(200).min(slice.saturating_duration_since(Instant::now())));
+                continue;
+            }
             if let Ok(Some(cell)) = l.ring.wait(Some(slice)) {
                 if let Some(m) = self.deliver(l, li, cell) {
                     return Ok(m);

@@ -34,6 +34,7 @@
 
 mod channel;
 mod config;
+mod ends;
 mod error;
 mod inspect;
 mod liveness;
@@ -41,6 +42,7 @@ mod own;
 mod peer;
 mod remote;
 mod rendezvous;
+mod returns;
 
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use config::PeerConfig;

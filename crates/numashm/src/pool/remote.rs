@@ -33,6 +33,8 @@ pub(crate) struct RemotePool {
 /// What a producer's channel table says of one channel (validated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChannelHint {
+    /// Pool id of the consumer the producer bound to this ring (0: none).
+    pub(crate) bound: u64,
     pub(crate) ring_off: usize,
     pub(crate) capacity: usize,
     pub(crate) returns_head_off: usize,
@@ -115,7 +117,7 @@ impl RemotePool {
         if returns_head_off % 128 != 0 || !self.covers(returns_head_off, numashm_ring::SPLIT_CONSUMER_BYTES as u64) {
             return Err(bad("return head offset", returns_head_off));
         }
-        Ok(Some(ChannelHint { ring_off: ring_off as usize, capacity: capacity as usize, returns_head_off: returns_head_off as usize }))
+        Ok(Some(ChannelHint { bound: w(3), ring_off: ring_off as usize, capacity: capacity as usize, returns_head_off: returns_head_off as usize }))
     }
 
     /// The link this (consumer) pool made to our channel `c` ring at `ring_off`.

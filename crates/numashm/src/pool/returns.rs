@@ -1,0 +1,95 @@
+//! Returns: a receiver hands each finished message back on its return ring
+//! (in its own pool); the owner takes them back in batches, checks each
+//! (range, generation, lent to that reader, not yet returned) and frees it
+//! with plain stores. A bad return is counted and dropped.
+
+use numashm_varslot::GiveBack;
+
+use crate::pool::ends::Produced;
+use crate::pool::own::{P_BAD_RETURNS, P_RETURNS};
+use crate::pool::peer::Peer;
+use crate::pool::MAX_CHANNELS;
+
+impl Peer {
+    /// Takes back, now, every slot our readers have returned, and replaces
+    /// the binding of any consumer the kernel says is dead (reclaiming what it
+    /// held). This also happens by itself whenever a size class runs out of
+    /// free slots or a ring is full; call it to account exactly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = numashm::pool::Peer::create_anonymous("doc-collect", 2, numashm::pool::PeerConfig::new("doc-co"))?;
+    /// assert_eq!(p.collect_returns(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn collect_returns(&self) -> usize {
+        self.drain_returns()
+    }
+
+    /// Takes back every returned handle waiting for us on every channel we
+    /// produce; each is checked (range, generation, lent to that reader, not
+    /// yet returned) and a bad one is counted and dropped. Returns how many
+    /// slots were freed.
+    pub(crate) fn drain_returns(&self) -> usize {
+        let mut freed = 0;
+        for c in 0..MAX_CHANNELS {
+            if self.produced.borrow()[c].is_none() {
+                continue;
+            }
+            let _ = self.bind(c);
+            let mut produced = self.produced.borrow_mut();
+            let Some(Produced { bound: Some(b), .. }) = produced[c].as_mut() else { continue };
+            let (mut ok, mut bad) = (0, 0);
+            // Bounded: at most one ring's worth per call, whatever the consumer writes.
+            for _ in 0..b.returns.capacity() {
+                match b.returns.pop() {
+                    Ok(Some([h, _, _])) => match self.pool.alloc.give_back(h, c as u32) {
+                        Ok(GiveBack::Freed) => {
+                            ok += 1;
+                            freed += 1;
+                        }
+                        Ok(GiveBack::StillLent) => ok += 1,
+                        Err(_) => bad += 1,
+                    },
+                    Ok(None) => break,
+                    Err(_) => {
+                        bad += 1;
+                        break;
+                    }
+                }
+            }
+            self.pool.bump(P_RETURNS, ok);
+            self.pool.bump(P_BAD_RETURNS, bad);
+        }
+        freed
+    }
+
+    /// A received message's slot goes back on its link's return ring; the
+    /// link's count of held messages drops (a link no longer consumed goes
+    /// with its last held message).
+    pub(crate) fn give_back(&self, c: usize, link: usize, handle: u64) {
+        let mut consumed = self.consumed.borrow_mut();
+        let Some(cs) = consumed[c].as_mut() else { return };
+        let active = cs.active;
+        let Some(slot) = cs.links.get_mut(link) else { return };
+        let Some(l) = slot.as_mut() else { return };
+        l.held = l.held.saturating_sub(1);
+        while let Some(&h) = l.overflow.last() {
+            if l.returns.push([h, 0, 0]).is_err() {
+                break;
+            }
+            l.overflow.pop();
+        }
+        if !(l.overflow.is_empty() && l.returns.push([handle, 0, 0]).is_ok()) {
+            // The owner is slow to take returns (or says nonsense): keep it, bounded
+            // by the owner's slots we hold, and try again next time.
+            l.overflow.push(handle);
+        }
+        if !active && l.held == 0 {
+            if let Some(l) = slot.take() {
+                self.drop_link(l);
+            }
+        }
+    }
+}
