@@ -93,6 +93,7 @@ fn ping_pong_across_processes_every_message_intact_and_every_slot_returned() {
     let tx = host.sender(0).unwrap();
     let rx = host.receiver(1).unwrap();
     let child = spawn("pool_child", "echo", &[("NUMASHM_PATH", path.clone()), ("NUMASHM_N", n.to_string())]);
+    let committed_at_start = host.pool_region().len();
     for i in 0..n {
         let mut m = tx.alloc(len_of(i)).unwrap();
         fill(i, &mut m);
@@ -100,6 +101,9 @@ fn ping_pong_across_processes_every_message_intact_and_every_slot_returned() {
         let back = rx.recv_timeout(T).expect("echo");
         check(i, &back);
     }
+    // The pool grew during the traffic (extents made on demand), and the
+    // reader followed it (every message above was checked).
+    assert!(host.pool_region().len() > committed_at_start, "the host's pool grew while the reader read it");
     // Wake the child's last wait with one more message, then let it go.
     let m = tx.alloc(16).unwrap();
     let _ = tx.send(m);
