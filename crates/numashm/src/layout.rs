@@ -244,3 +244,19 @@ impl Layout {
         Ok(expected)
     }
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    /// docs/segment.md's header table names the limits and words this file defines.
+    #[test]
+    fn segment_md_matches_the_header_constants() {
+        let doc = include_str!("../../../docs/segment.md");
+        assert!(doc.contains(&format!("| {W_RING_COUNT} | ring count (≤ {MAX_RINGS}")), "ring count row");
+        assert!(doc.contains(&format!("| {W_SWEEP_PENDING} | sweep pending")), "sweep pending row");
+        assert!(doc.contains(&format!("| {W_SWEEP} | sweep: peer id + 1")), "sweep row");
+        assert!(doc.contains(&format!("| {W_CHECKSUM} | checksum")), "checksum row");
+        assert!(doc.contains(&format!("| {W_RING_SPECS}..{W_RING_SPECS}+rings | ring spec")), "ring specs row");
+    }
+}

@@ -51,8 +51,12 @@ impl Words {
     /// Word `i`, for indices the caller derived from validated layout constants.
     #[inline]
     pub(crate) fn at(&self, i: usize) -> &AtomicU64 {
-        debug_assert!(i < self.len);
-        self.get(i).unwrap_or_else(|| self.get(self.len - 1).expect("non-empty words"))
+        // Indices come from validated layout constants: one out of range is a
+        // bug, and it fails loudly here rather than touching another word.
+        match self.get(i) {
+            Some(w) => w,
+            None => panic!("word index {i} out of range ({} words): a layout bug", self.len),
+        }
     }
 
     /// Raw pointer to byte `offset` of this view (for the ring constructors).

@@ -165,3 +165,24 @@ fn pool_id() -> u64 {
         }
     }
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+    use crate::pool::rendezvous::{CHANNELS_OFF, PEERS_OFF};
+
+    /// docs/pools.md's layout tables give the offsets and words defined here.
+    #[test]
+    fn pools_md_matches_the_layout_constants() {
+        let doc = include_str!("../../../../docs/pools.md");
+        let rv = crate::pool::rendezvous::HEADER_OFF;
+        assert!(doc.contains(&format!("| {rv} | 64 | 0 magic `\"NSHMRDV4\"`")), "rendezvous header at {rv}");
+        assert!(doc.contains(&format!("| {CHANNELS_OFF} | 64 | channel `c`")), "channel words at {CHANNELS_OFF}");
+        assert!(doc.contains(&format!("| {PEERS_OFF} | 16 × max_peers | entries")), "peer entries at {PEERS_OFF}");
+        assert!(doc.contains(&format!("| {POOL_HEADER_OFF} | pool header, {POOL_HEADER_WORDS} words")), "pool header");
+        assert!(doc.contains(&format!("| {ALLOC_OFF} | owner allocator")), "allocator offset");
+        assert!(doc.contains(&format!("from {P_CHANNELS}, four words per channel")), "channel table");
+        assert!(doc.contains(&format!("from {P_LINKS}, eight words per link")), "link table");
+        assert_eq!((CHANNEL_WORDS, LINK_WORDS), (4, 8));
+    }
+}
