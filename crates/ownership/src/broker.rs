@@ -478,6 +478,12 @@ impl State {
         if self.regions.iter().filter(|r| r.conn == conn).count() >= MAX_REGIONS_PER_CLIENT {
             return error(ErrorCode::Limit, MAX_REGIONS_PER_CLIENT as u64);
         }
+        // Memory the client could shrink under us would kill the broker with
+        // SIGBUS at its next read: only memory sealed against shrinking is
+        // kept (we add the seal when the client's memfd still allows sealing).
+        if let Err(e) = seal_against_shrinking(&fd) {
+            return error(ErrorCode::BadFd, e.raw_os_error() as u64);
+        }
         // Region::attach_fd validates the file type and the region header as
         // hostile; Descriptor::open then validates the descriptor.
         let region = match Region::attach_fd_with(fd, AttachOptions { read_only: false }) {
@@ -530,6 +536,18 @@ impl State {
         let fd_ref = fd.as_ref().map(|f| f.as_fd());
         self.reply(conn, &answer, fd_ref);
     }
+}
+
+/// Makes sure `fd` can never shrink: a memfd with `F_SEAL_SHRINK`, added here
+/// if missing. Errors: `EINVAL` (not shmem: a regular file can be truncated by
+/// its owner at any time), `EPERM` (sealing is closed without that seal, or the
+/// fd is not writable).
+fn seal_against_shrinking(fd: &OwnedFd) -> Result<(), Errno> {
+    let have = rustix::fs::fcntl_get_seals(fd)?;
+    if !have.contains(SealFlags::SHRINK) {
+        rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK)?;
+    }
+    Ok(())
 }
 
 /// A new open file description of the region's object: read-only for

@@ -514,3 +514,67 @@ fn ensure_huge_pages(size: usize, pages: u64) -> bool {
     }
     true
 }
+
+/// A copy of `host`'s bytes (region header, descriptor) in a memfd made
+/// without the region layer, so without its shrink seal: what a hostile client
+/// can register. `sealable`: whether the memfd allows sealing at all.
+fn unsealed_copy(host: &numashm_region::Region, sealable: bool) -> numashm_region::Region {
+    use rustix::fs::MemfdFlags;
+    let flags = if sealable { MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING } else { MemfdFlags::CLOEXEC };
+    let fd = rustix::fs::memfd_create("unsealed-copy", flags).unwrap();
+    let mut bytes = vec![0u8; host.len()];
+    host.read_at(0, &mut bytes).unwrap();
+    rustix::fs::ftruncate(&fd, bytes.len() as u64).unwrap();
+    rustix::io::pwrite(&fd, &bytes, 0).unwrap();
+    numashm_region::Region::attach_fd(fd).unwrap()
+}
+
+/// A client that registers a memfd and then shrinks it would kill the broker
+/// with SIGBUS at its next read of the region: the broker seals registered
+/// memory against shrinking (and refuses memory it cannot seal), so the shrink
+/// fails and the broker (a child process here) lives on and serves the region.
+#[test]
+fn a_registered_region_cannot_be_shrunk_under_the_broker() {
+    let entry = "a_registered_region_cannot_be_shrunk_under_the_broker";
+    match role().as_deref() {
+        Some("broker") => {
+            let _broker = Broker::bind(env("SOCK")).unwrap().spawn().unwrap();
+            let _ = hear(); // serve until the parent is done
+            println!("broker alive");
+        }
+        Some(r) => panic!("unknown role {r}"),
+        None => {
+            let path = sock_path("shrink");
+            let mut broker = spawn(entry, "broker", &[("SOCK", path.display().to_string())]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let c = loop {
+                match BrokerClient::connect(&path) {
+                    Ok(c) => break c,
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                    Err(e) => panic!("the broker never listened: {e}"),
+                }
+            };
+            let host = region("shrink");
+            host.write_at(OFF, b"intact").unwrap();
+            let desc = Descriptor::create(&host).unwrap();
+            let token = desc.create_capability(std::process::id(), CapMode::ReadOnly).unwrap();
+            // Memory that cannot be sealed at all is refused.
+            let unsealable = unsealed_copy(&host, false);
+            let e = c.register_region(&unsealable).unwrap_err();
+            assert_eq!(refused(&e), Some(ErrorCode::BadFd), "{e}");
+            // Sealable memory is sealed against shrinking by the broker: the
+            // shrink that would have pulled its pages away fails.
+            let copy = unsealed_copy(&host, true);
+            c.register_region(&copy).unwrap();
+            assert_eq!(rustix::fs::ftruncate(copy.as_fd(), 0), Err(Errno::PERM));
+            // The broker reads the registered memory again (the capability lives there).
+            let guest = c.attach_with_capability(std::process::id(), token).unwrap();
+            let mut b = [0u8; 6];
+            guest.read_at(OFF, &mut b).unwrap();
+            assert_eq!(&b, b"intact");
+            broker.tell("done");
+            let out = broker.finish_ok();
+            assert!(String::from_utf8_lossy(&out.stdout).contains("broker alive"));
+        }
+    }
+}
