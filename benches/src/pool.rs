@@ -166,6 +166,7 @@ pub fn hot_loopback(n: u64) -> f64 {
     let a = lone_peer("numashm-hot-pool-loop");
     let b = a.join_same(PeerConfig::new("numashm-hot-pool-loop-b")).expect("join");
     let (tx, rx) = (a.sender(0).expect("sender"), b.receiver(0).expect("receiver"));
+    look_once(&rx);
     per_op(n, || {
         let mut m = tx.alloc(PAYLOAD).expect("alloc");
         m.fill(7);
@@ -174,10 +175,23 @@ pub fn hot_loopback(n: u64) -> f64 {
     })
 }
 
+/// A receiver in the same thread as its producer looks once before the first
+/// send (docs/pools.md, the bind handshake: it reads a ring only after the
+/// producer's next call names it).
+fn look_once(rx: &Receiver<'_>) {
+    assert!(matches!(rx.try_recv(), Err(ChannelError::Empty)), "nothing was sent yet");
+}
+
 /// Five peers in one thread: a writer producing channels 1..=4 and a reader on each.
 struct FanOut {
     readers: Vec<Peer>,
     writer: Peer,
+}
+
+/// The ends of a [`FanOut`], made once.
+struct FanEnds<'p> {
+    txs: Vec<Sender<'p>>,
+    rxs: Vec<Receiver<'p>>,
 }
 
 impl FanOut {
@@ -187,26 +201,31 @@ impl FanOut {
         FanOut { readers, writer }
     }
 
+    fn ends(&self) -> FanEnds<'_> {
+        let txs = (1..=4).map(|c| self.writer.sender(c).expect("sender")).collect();
+        let rxs: Vec<Receiver<'_>> = self.readers.iter().zip(1..=4).map(|(p, c)| p.receiver(c).expect("receiver")).collect();
+        rxs.iter().for_each(look_once);
+        FanEnds { txs, rxs }
+    }
+
     /// `n` messages: with `fan`, each is one 64 B slot sent to all four
     /// channels; without, four slots, one per channel. Every reader receives,
-    /// reads and returns each. ns per message (per 64 B payload given to four).
-    fn run(&self, n: u64, fan: bool) -> f64 {
-        let txs: Vec<Sender<'_>> = (1..=4).map(|c| self.writer.sender(c).expect("sender")).collect();
-        let rxs: Vec<Receiver<'_>> = self.readers.iter().zip(1..=4).map(|(p, c)| p.receiver(c).expect("receiver")).collect();
-        let to: Vec<&Sender<'_>> = txs.iter().collect();
+    /// touches and returns each. ns per message (per 64 B payload given to four).
+    fn run(&self, e: &FanEnds<'_>, n: u64, fan: bool) -> f64 {
+        let to: Vec<&Sender<'_>> = e.txs.iter().collect();
         per_op(n, || {
             if fan {
-                let mut m = txs[0].alloc(PAYLOAD).expect("alloc");
+                let mut m = e.txs[0].alloc(PAYLOAD).expect("alloc");
                 m.fill(7);
                 self.writer.send_to_all(m, &to).map_err(|e| e.error).expect("send to all");
             } else {
-                for tx in &txs {
+                for tx in &e.txs {
                     let mut m = tx.alloc(PAYLOAD).expect("alloc");
                     m.fill(7);
                     tx.send(m).map_err(|e| e.error).expect("send");
                 }
             }
-            for rx in &rxs {
+            for rx in &e.rxs {
                 black_box(read_sum(&try_recv_now(rx)));
             }
         })
@@ -215,7 +234,9 @@ impl FanOut {
 
 /// One thread, five peers, for instruction counts: `fanout4` or `unicast4`.
 pub fn hot_fanout(n: u64, fan: bool) -> f64 {
-    FanOut::new("numashm-hot-pool-fan").run(n, fan)
+    let f = FanOut::new("numashm-hot-pool-fan");
+    let e = f.ends();
+    f.run(&e, n, fan)
 }
 
 /// `pool_alloc_vs_malloc`: `Sender::alloc(1024)` + drop (the owner's pool, one thread) vs glibc.
@@ -329,8 +350,9 @@ pub fn compare_pool_alloc_2t_scaling(budget: Budget) -> Comparison {
 pub fn compare_fanout4_vs_unicast(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
     let f = FanOut::new("numashm-bench-pool-fan");
+    let e = f.ends();
     let n = iters(budget, 20_000, 80_000);
-    let r = interleave(budget.rounds, || f.run(n, true), || f.run(n, false));
+    let r = interleave(budget.rounds, || f.run(&e, n, true), || f.run(&e, n, false));
     Comparison::times(
         "fanout4_vs_unicast",
         "v4 pools: one 64 B slot sent to 4 channels (Peer::send_to_all), 4 readers receive, read, return; one thread",
