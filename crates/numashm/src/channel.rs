@@ -233,15 +233,28 @@ impl Segment {
         let me = u64::from(peer_id(self.me));
         let end = slot.ends.at(word);
         let mut recovered = false;
-        loop {
+        let mut last = 0;
+        // Bounded: a word another process keeps rewriting ends in EndTaken, not a spin.
+        for _ in 0..64 {
             // Acquire: see what the previous holder did before releasing the end.
             let cur = end.load(Ordering::Acquire);
             if cur == me {
                 return Ok(());
             }
+            let named = cur != u64::MAX && (1..=u64::from(self.peers.max)).contains(&cur);
+            if cur != 0 && cur != u64::MAX && !named {
+                // Not a peer id at all (another process wrote garbage): nobody holds
+                // the end. AcqRel: exactly one claimer takes it.
+                last = (cur as u32).wrapping_sub(1);
+                if end.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    return Ok(());
+                }
+                continue;
+            }
             if cur != 0 {
                 // Held: only by a live, attached peer (a dead one's end is recoverable).
                 let holder = (cur as u32).wrapping_sub(1);
+                last = holder;
                 let held = cur != u64::MAX && holder < self.peers.max && {
                     let (state, _, pid) = self.peers.ident(holder);
                     state == crate::PeerState::Attached && crate::peers::is_alive(pid, self.peers.started(holder))
@@ -272,6 +285,7 @@ impl Segment {
                 return Ok(());
             }
         }
+        Err(SegmentError::EndTaken { ring, end: name, peer: last })
     }
 
     /// The sending end of ring `ring`.

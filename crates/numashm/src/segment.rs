@@ -1086,7 +1086,8 @@ pub(crate) fn ring_info_of(r: &RingSlot) -> Result<RingInfo, SegmentError> {
     let fill = r.fill()?;
     // Relaxed: observation only.
     let end = |w| r.ends.at(w).load(Ordering::Relaxed);
-    let holder = |v: u64| if v == 0 || v == u64::MAX { None } else { Some(v as u32 - 1) };
+    // Any value another process wrote: only a peer id (1..=u32::MAX) names a holder.
+    let holder = |v: u64| u32::try_from(v).ok().and_then(|v| v.checked_sub(1));
     Ok(RingInfo { spec: r.spec, fill, producer: holder(end(END_PRODUCER)), consumer: holder(end(END_CONSUMER)), skipped: end(END_SKIPPED) })
 }
 
@@ -1094,6 +1095,25 @@ pub(crate) fn ring_info_of(r: &RingSlot) -> Result<RingInfo, SegmentError> {
 mod recovery_tests {
     use super::*;
     use crate::peers::start_time;
+
+    /// An end word no peer id can be (>= 2^32, or a low half of zero) made
+    /// `sender()` spin forever and `ring_info` panic; now the end is taken over
+    /// and the report shows no holder.
+    #[test]
+    fn garbage_end_words_are_taken_over_not_spun_on() {
+        let seg = Segment::create(SegmentConfig::anonymous("garbage-ends")).unwrap();
+        for garbage in [1u64 << 40 | 3, 1 << 32, u64::from(u32::MAX) + 7, u64::from(seg.peers.max) + 1] {
+            let slot = seg.ring(0).unwrap();
+            slot.ends.at(END_PRODUCER).store(garbage, Ordering::Relaxed);
+            slot.ends.at(END_CONSUMER).store(garbage, Ordering::Relaxed);
+            let info = ring_info_of(slot).unwrap();
+            assert_eq!(info.producer, u32::try_from(garbage).ok().and_then(|v| v.checked_sub(1)), "report of {garbage:#x}");
+            let tx = seg.sender(0).expect("a garbage producer end is taken over");
+            let rx = seg.receiver(0).expect("a garbage consumer end is taken over");
+            tx.send(tx.alloc(1).unwrap()).map_err(|e| e.error).unwrap();
+            assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap().len(), 1);
+        }
+    }
 
     /// A pid that has exited and been reaped.
     fn dead_pid() -> u32 {
