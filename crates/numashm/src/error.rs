@@ -85,6 +85,16 @@ pub enum SegmentError {
         /// The pid.
         pid: u32,
     },
+    /// A live peer held the sweep word longer than any sweep takes (a sweep
+    /// runs only while its peer is alone; a peer that keeps the word is stuck
+    /// or hostile): attach gives up instead of waiting without end.
+    #[error("peer {holder} has held the sweep word for {waited_ms} ms")]
+    SweepStuck {
+        /// The word's value (peer id + 1 of the holder, as written).
+        holder: u64,
+        /// How long attach waited.
+        waited_ms: u64,
+    },
 }
 
 impl From<SysError> for SegmentError {

@@ -46,7 +46,7 @@ pub use error::{MessageError, SegmentError};
 pub use inspect::{ClassReport, ExtentReport, SegmentReport};
 pub use layout::{RingKind, RingSpec, MAX_PEERS, MAX_RINGS, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use peers::{PeerInfo, PeerState};
-pub use segment::{placement_of, Recovery, RingInfo, Segment, SegmentConfig};
+pub use segment::{placement_of, Recovery, RingInfo, Segment, SegmentConfig, SWEEP_WAIT};
 
 pub use numashm_region::{
     CachePolicy, MemPolicy, NodeSet, PageSize, Placement, Region, RegionError, RegionOptions, Topology,

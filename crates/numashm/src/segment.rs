@@ -25,6 +25,10 @@ pub(crate) fn peer_id(index: u32) -> PeerId {
     index + 1
 }
 
+/// Longest an attacher waits for a sweep (a sweep walks the allocator once,
+/// alone; seconds are far beyond it).
+pub const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The owner recorded for handles in flight through an MPMC ring, whose
 /// receiver is not known when they are sent.
 pub(crate) fn ring_pseudo_peer(ring: usize) -> PeerId {
@@ -532,33 +536,40 @@ impl Segment {
         let alloc_order = local_node_order();
         let cache = SlotCache::new(alloc.class_count());
         let seg = Segment { region, layout, alloc, rings, peers, header, me, my_epoch, node, alloc_order, cache, host };
-        seg.wait_for_sweep();
+        seg.wait_for_sweep()?;
         Ok(seg)
     }
 
     /// An attacher must not allocate while a recoverer sweeps (see `sweep_if_alone`).
-    fn wait_for_sweep(&self) {
+    /// Bounded: a live holder that keeps the word past [`SWEEP_WAIT`] is an error.
+    fn wait_for_sweep(&self) -> Result<(), SegmentError> {
         // SYNC sweep-exclusion (Dekker): our attach CAS, then this fence, then the
         // flag load; the sweeper stores the flag, fences, then loads the peer
         // states. With both fences SeqCst, at least one side sees the other.
-        std::sync::atomic::fence(Ordering::SeqCst);
+        crate::sync::fence(Ordering::SeqCst);
         let flag = self.header.at(W_SWEEP);
+        let start = std::time::Instant::now();
         loop {
             let holder = flag.load(Ordering::SeqCst);
             if holder == 0 {
-                return;
+                return Ok(());
             }
+            let named = (1..=u64::from(self.peers.max)).contains(&holder);
             let index = (holder as u32).wrapping_sub(1);
-            let live = index < self.peers.max && {
+            let live = named && {
                 let (state, _, pid) = self.peers.ident(index);
                 state == PeerState::Attached && is_alive(pid, self.peers.started(index))
             };
             if !live {
-                // The sweeper died: its sweep is void (it ran only while alone, and
-                // will be redone); clear the flag.
+                // The sweeper died (or the word names nobody): its sweep is void (it
+                // ran only while alone, and will be redone); clear the flag.
                 let _ = flag.compare_exchange(holder, 0, Ordering::SeqCst, Ordering::SeqCst);
                 self.header.at(W_SWEEP_PENDING).store(1, Ordering::SeqCst);
-                return;
+                return Ok(());
+            }
+            let waited = start.elapsed();
+            if waited >= SWEEP_WAIT {
+                return Err(SegmentError::SweepStuck { holder, waited_ms: waited.as_millis() as u64 });
             }
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
@@ -627,7 +638,7 @@ impl Segment {
         if flag.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return None;
         }
-        std::sync::atomic::fence(Ordering::SeqCst);
+        crate::sync::fence(Ordering::SeqCst);
         let alone = (0..self.peers.max).all(|i| i == self.me || self.peers.ident(i).0 == PeerState::Empty);
         let found = if alone {
             // SAFETY: 1. no other peer is attached, and attachers wait for the flag
@@ -1113,6 +1124,24 @@ mod recovery_tests {
             tx.send(tx.alloc(1).unwrap()).map_err(|e| e.error).unwrap();
             assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap().len(), 1);
         }
+    }
+
+    /// A live peer that writes its id into the sweep word used to block every
+    /// new attacher forever; now attach ends in a typed error after SWEEP_WAIT.
+    #[test]
+    fn a_sweep_word_held_by_a_live_peer_ends_attach_with_an_error() {
+        let seg = Segment::create(SegmentConfig::anonymous("stuck-sweep")).unwrap();
+        // Our own entry is live: claim the sweep word in its name and never sweep.
+        seg.header.at(W_SWEEP).store(u64::from(peer_id(seg.me)), Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        let e = Segment::attach_fd(seg.as_fd().try_clone_to_owned().unwrap()).unwrap_err();
+        assert!(matches!(e, SegmentError::SweepStuck { holder, .. } if holder == u64::from(peer_id(seg.me))), "{e}");
+        assert!(start.elapsed() >= SWEEP_WAIT);
+        // Garbage in the word names nobody: cleared, attach proceeds.
+        seg.header.at(W_SWEEP).store(u64::MAX - 3, Ordering::SeqCst);
+        let guest = Segment::attach_fd(seg.as_fd().try_clone_to_owned().unwrap()).expect("attach past a garbage sweep word");
+        assert_eq!(seg.header.at(W_SWEEP).load(Ordering::SeqCst), 0);
+        drop(guest);
     }
 
     /// A pid that has exited and been reaped.

@@ -5,4 +5,4 @@
 #![allow(clippy::disallowed_types)]
 
 pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
-pub(crate) use core::sync::atomic::Ordering;
+pub(crate) use core::sync::atomic::{fence, Ordering};
