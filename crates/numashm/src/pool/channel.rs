@@ -358,7 +358,7 @@ impl<'p> Sender<'p> {
     #[inline(never)]
     fn alloc_slow(&self, len: usize) -> Result<SlotMut<'p>, ChannelError> {
         let peer = self.peer;
-        peer.drain_returns();
+        peer.drain_returns(false);
         let slot = peer.pool.alloc.alloc(len, true)?;
         let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
         Ok(SlotMut { peer, slot, ptr, len })

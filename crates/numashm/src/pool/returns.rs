@@ -24,20 +24,25 @@ impl Peer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn collect_returns(&self) -> usize {
-        self.drain_returns()
+        self.drain_returns(true)
     }
 
     /// Takes back every returned handle waiting for us on every channel we
     /// produce; each is checked (range, generation, lent to that reader, not
     /// yet returned) and a bad one is counted and dropped. Returns how many
     /// slots were freed.
-    pub(crate) fn drain_returns(&self) -> usize {
+    ///
+    /// `check_consumers`: also ask the kernel whether each bound consumer
+    /// lives (a few syscalls per channel). Without it (the alloc slow path),
+    /// only a channel that is unbound or returned nothing is checked: a live,
+    /// returning consumer costs no syscall.
+    pub(crate) fn drain_returns(&self, check_consumers: bool) -> usize {
         let mut freed = 0;
         for c in 0..MAX_CHANNELS {
-            if self.produced.borrow()[c].is_none() {
-                continue;
+            let Some(bound) = self.produced.borrow()[c].as_ref().map(|p| p.bound.is_some()) else { continue };
+            if check_consumers || !bound {
+                let _ = self.bind(c);
             }
-            let _ = self.bind(c);
             let mut produced = self.produced.borrow_mut();
             let Some(Produced { bound: Some(b), .. }) = produced[c].as_mut() else { continue };
             let (mut ok, mut bad) = (0, 0);
@@ -61,6 +66,11 @@ impl Peer {
             }
             self.pool.bump(P_RETURNS, ok);
             self.pool.bump(P_BAD_RETURNS, bad);
+            if ok + bad == 0 && !check_consumers {
+                // Nothing came back: perhaps nobody is there to return anything.
+                drop(produced);
+                let _ = self.bind(c);
+            }
         }
         freed
     }
