@@ -97,6 +97,8 @@ pub(crate) struct Link {
     pub(crate) held: usize,
     /// The producer bound us to this ring: we may read it.
     pub(crate) confirmed: bool,
+    /// Pops since we last told a producer waiting for room (see `Link::popped`).
+    pub(crate) unnotified: u32,
     /// The producer replaced this ring (we were found gone): read nothing more.
     pub(crate) stale: bool,
     pub(crate) channel: usize,
@@ -107,6 +109,25 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// After a pop: a producer parked on a full ring is told there is room
+    /// every `capacity / 4` pops (at most 32). Each tell costs a SeqCst fence
+    /// (the Dekker pair with the producer's park), so it is not paid on every
+    /// pop. None is missed: a producer parks only on a full ring, so `capacity`
+    /// pops can follow its park, and a tell comes within `capacity / 4` of them
+    /// (the tell's fence against the park's: either we see its flag, or its
+    /// re-check sees our head). Only a consumer that stops reading with fewer
+    /// than `capacity / 4` pops since leaves the producer parked, for at most
+    /// its wait slice (`numashm_ring::MAX_PARK`).
+    #[inline]
+    pub(crate) fn popped(&mut self) {
+        self.unnotified += 1;
+        let every = (self.ring.capacity() / 4).clamp(1, 32) as u32;
+        if self.unnotified >= every {
+            self.unnotified = 0;
+            let _ = self.ring.notify_space();
+        }
+    }
+
     /// Whether we may read this ring now; checks the producer's channel table
     /// until it names this ring and our pool (two loads of a line the producer
     /// rarely writes), then never again.
@@ -357,6 +378,7 @@ impl Peer {
             overflow: Vec::new(),
             held: 0,
             confirmed: false,
+            unnotified: 0,
             stale: false,
             channel: c,
             ring_off: ch.ring_off,
