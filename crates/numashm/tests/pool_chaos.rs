@@ -7,7 +7,8 @@
 //!
 //! Knobs: `NUMASHM_MESSAGES` (honest round trips, default 100 000),
 //! `NUMASHM_CHAOS_SECS` (run for that many seconds instead of a count),
-//! `NUMASHM_CHAOS_SEED` (the kill schedule's seed; printed on every run).
+//! `NUMASHM_CHAOS_SEED` (the kill schedule's seed; printed on every run),
+//! `NUMASHM_CHAOS_ONLY` (`rendezvous` or `pool`: the chaos writes only there).
 
 mod common;
 
@@ -228,14 +229,17 @@ fn chaos(path: &str) {
     let mut claimed: Vec<Receiver<'_>> = Vec::new();
     let (mut writes, mut printed, mut sent) = (0u64, 0u64, 0u64);
     let out = std::io::stdout();
+    // A diagnostic: "rendezvous" or "pool" confines the writes to one of them.
+    let only = std::env::var("NUMASHM_CHAOS_ONLY").ok();
     loop {
         if orphaned(parent) {
             std::process::exit(0);
         }
         for _ in 0..1 + xorshift(&mut x) % 256 {
             let r = xorshift(&mut x);
-            let target = match &peer {
-                Some(p) if r % 2 == 0 => p.pool_region(),
+            let target = match (&peer, only.as_deref()) {
+                (Some(p), Some("pool")) => p.pool_region(),
+                (Some(p), None) if r % 2 == 0 => p.pool_region(),
                 _ => &rdv,
             };
             let len = target.len();
