@@ -41,7 +41,38 @@ fn spin_recv<'p>(rx: &Receiver<'p>) -> Message<'p> {
     }
 }
 
-fn round_trip(tx: &Sender<'_>, rx: &Receiver<'_>) -> u8 {
+/// A rendezvous shared with a `pool-echo` child that echoes every message
+/// (channel 0 out, channel 1 back), each side sending from its own pool.
+pub struct PoolEcho {
+    host: Peer,
+    child: Option<Child>,
+}
+
+impl PoolEcho {
+    /// Creates the rendezvous and starts the child.
+    pub fn start() -> PoolEcho {
+        let host = Peer::create_anonymous("numashm-bench-pool", 4, PeerConfig::new("numashm-bench-pool-host")).expect("create");
+        let fd = inheritable(host.rendezvous_fd());
+        let child = Child::spawn(&format!("pool-echo:{}", fd.as_raw_fd()));
+        drop(fd);
+        PoolEcho { host, child: Some(child) }
+    }
+
+    /// The parent's ends: sender on channel 0, receiver on channel 1.
+    pub fn ends(&self) -> (Sender<'_>, Receiver<'_>) {
+        (self.host.sender(0).expect("sender 0"), self.host.receiver(1).expect("receiver 1"))
+    }
+}
+
+impl Drop for PoolEcho {
+    fn drop(&mut self) {
+        drop(self.child.take());
+    }
+}
+
+/// One 64 B round trip through the pools (the public path), returning a byte
+/// of the reply so that nothing is optimised away.
+pub fn round_trip(tx: &Sender<'_>, rx: &Receiver<'_>) -> u8 {
     let mut m = tx.alloc(PAYLOAD).expect("alloc");
     m.fill(7);
     tx.send(m).map_err(|e| e.error).expect("send");
@@ -83,12 +114,8 @@ pub(crate) fn echo_child(fd: OwnedFd) -> Result<(), Box<dyn std::error::Error>> 
 /// `pool_rtt_vs_floor`: the v4 64 B round trip vs 64 B + a flag flip on a shared page.
 pub fn compare_pool_rtt_vs_floor(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
-    let host = Peer::create_anonymous("numashm-bench-pool", 4, PeerConfig::new("numashm-bench-pool-host")).expect("create");
-    let fd = inheritable(host.rendezvous_fd());
-    let child = Child::spawn(&format!("pool-echo:{}", fd.as_raw_fd()));
-    drop(fd);
-    let tx = host.sender(0).expect("sender 0");
-    let rx = host.receiver(1).expect("receiver 1");
+    let echo = PoolEcho::start();
+    let (tx, rx) = echo.ends();
     let mut floor = Floor::start();
     let (n, max) = (iters(budget, 50_000, 200_000), Duration::from_millis(iters(budget, 80, 150)));
     let payload = [7u8; PAYLOAD];
@@ -112,7 +139,8 @@ pub fn compare_pool_rtt_vs_floor(budget: Budget) -> Comparison {
             })
         },
     );
-    drop(child);
+    drop((tx, rx));
+    drop(echo);
     Comparison::times(
         "pool_rtt_vs_floor",
         "v4 pools, 64 B round trip between two processes: alloc, write, send / try_recv, read, return, reply",
