@@ -206,6 +206,7 @@ fn echo(path: &str) {
 /// messages of random bytes on channels 0 and 1; tries to claim them as
 /// consumer now and then. Runs until killed.
 fn chaos(path: &str) {
+    report_faults();
     let parent = std::os::unix::process::parent_id();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -292,6 +293,79 @@ fn chaos(path: &str) {
             0 => std::thread::sleep(Duration::from_millis(20)),
             1..=15 => std::thread::sleep(Duration::from_micros(xorshift(&mut x) % 3000)),
             _ => {}
+        }
+    }
+}
+
+/// A chaos child that faults by itself (SIGBUS, SIGSEGV) says where before it
+/// dies: the faulting address, the instruction pointer and its memory map, on
+/// stderr (the manager prints the stderr of every child that ended unkilled).
+fn report_faults() {
+    fn hex(out: &mut [u8], at: &mut usize, mut v: usize) {
+        let mut digits = [0u8; 16];
+        for d in digits.iter_mut().rev() {
+            *d = b"0123456789abcdef"[v & 15];
+            v >>= 4;
+        }
+        for &d in &digits {
+            out[*at] = d;
+            *at += 1;
+        }
+    }
+    extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: an SA_SIGINFO handler gets valid siginfo and ucontext pointers from the kernel.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; on x86_64 the context is a ucontext_t with RIP in its gregs.
+        let ip = unsafe {
+            (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RIP as usize]
+        } as usize;
+        #[cfg(not(target_arch = "x86_64"))]
+        let ip = ctx as usize & 0;
+        let mut line = [0u8; 64];
+        let mut at = 0;
+        for &b in b"fault sig " {
+            line[at] = b;
+            at += 1;
+        }
+        line[at] = b'0' + (sig as u8 % 10);
+        at += 1;
+        for &b in b" addr " {
+            line[at] = b;
+            at += 1;
+        }
+        hex(&mut line, &mut at, addr);
+        for &b in b" ip " {
+            line[at] = b;
+            at += 1;
+        }
+        hex(&mut line, &mut at, ip);
+        line[at] = b'\n';
+        at += 1;
+        let mut maps = [0u8; 4096];
+        // SAFETY: write, open, read and _exit are async-signal-safe; every buffer is ours and sized.
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), at);
+            let fd = libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY);
+            if fd >= 0 {
+                loop {
+                    let n = libc::read(fd, maps.as_mut_ptr().cast(), maps.len());
+                    if n <= 0 {
+                        break;
+                    }
+                    libc::write(2, maps.as_ptr().cast(), n as usize);
+                }
+            }
+            libc::_exit(77);
+        }
+    }
+    for sig in [libc::SIGBUS, libc::SIGSEGV] {
+        // SAFETY: a zeroed sigaction is valid; the handler above is async-signal-safe and never returns.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_fault as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
 }
@@ -417,9 +491,9 @@ fn chaos_manager(path: String, seed: u64, stats: Arc<Mutex<ChaosStats>>, stop: m
             s.self_ends += 1;
             let err = String::from_utf8_lossy(&out.stderr);
             s.last_self_end = format!(
-                "{:?}: {}",
-                out.status,
-                err.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+                "{:?}:
+{err}",
+                out.status
             );
         } else {
             s.kills += 1;
