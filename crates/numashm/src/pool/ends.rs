@@ -184,8 +184,8 @@ impl Peer {
         // SAFETY: both blocks are ours (fresh from our allocator, 128-aligned,
         // inside the committed pool, which never moves); only this peer writes them.
         let ring = unsafe {
-            numashm_ring::init_consumer_block(self.pool.ptr(head_block.offset), SPLIT_CONSUMER_BYTES)?;
-            SplitProducer::init_shared(self.pool.ptr(ring_block.offset), ring_block.capacity, cap, None, 0)?
+            numashm_ring::init_consumer_block(self.pool.block(&head_block, SPLIT_CONSUMER_BYTES)?, SPLIT_CONSUMER_BYTES)?;
+            SplitProducer::init_shared(self.pool.block(&ring_block, ring_block.capacity)?, ring_block.capacity, cap, None, 0)?
         };
         // Relaxed: published by the Release store of the ring offset (SYNC channel-publish).
         self.pool.channel_word(c, 1).store(cap as u64, Ordering::Relaxed);
@@ -238,7 +238,7 @@ impl Peer {
             SplitConsumer::attach_shared(
                 remote.ptr(link.returns_off as u64),
                 numashm_ring::split_producer_bytes(link.returns_capacity),
-                self.pool.ptr(p.head_block.offset),
+                self.pool.block(&p.head_block, SPLIT_CONSUMER_BYTES)?,
                 SPLIT_CONSUMER_BYTES,
                 0,
             )?
@@ -339,16 +339,16 @@ impl Peer {
             // head block were checked by `channel` against the memfd's size and
             // stay mapped while `remote` lives (the link keeps it).
             unsafe {
-                numashm_ring::init_consumer_block(self.pool.ptr(head_block.offset), SPLIT_CONSUMER_BYTES)?;
+                numashm_ring::init_consumer_block(self.pool.block(&head_block, SPLIT_CONSUMER_BYTES)?, SPLIT_CONSUMER_BYTES)?;
                 let ring = SplitConsumer::attach_shared(
                     remote.ptr(ch.ring_off as u64),
                     numashm_ring::split_producer_bytes(ch.capacity),
-                    self.pool.ptr(head_block.offset),
+                    self.pool.block(&head_block, SPLIT_CONSUMER_BYTES)?,
                     SPLIT_CONSUMER_BYTES,
                     0,
                 )?;
                 let mut returns =
-                    SplitProducer::init_shared(self.pool.ptr(returns_block.offset), returns_block.capacity, ret_cap, None, 0)?;
+                    SplitProducer::init_shared(self.pool.block(&returns_block, returns_block.capacity)?, returns_block.capacity, ret_cap, None, 0)?;
                 returns.attach_consumer(remote.ptr(ch.returns_head_off as u64), SPLIT_CONSUMER_BYTES)?;
                 Ok((ring, returns))
             }

@@ -144,12 +144,16 @@ impl OwnPool {
         self.header.at(P_LINKS + l * LINK_WORDS + w)
     }
 
-    /// Pointer to byte `offset` of our pool, for a block the allocator gave us.
-    pub(crate) fn ptr(&self, offset: usize) -> NonNull<u8> {
-        debug_assert!(offset < self.region.len());
-        // SAFETY: offsets passed here come from our own allocator, inside the
-        // committed part of the mapping, which never moves or shrinks.
-        unsafe { NonNull::new_unchecked(self.region.as_ptr().add(offset)) }
+    /// Pointer to a block our allocator gave us, `len` bytes of it: checked
+    /// against the slot's capacity and the committed pool (the allocator's
+    /// tables are ours, but a bug there must be an error, not a stray write).
+    pub(crate) fn block(&self, s: &numashm_varslot::OwnedSlot, len: usize) -> Result<NonNull<u8>, PoolError> {
+        if len > s.capacity {
+            return Err(PoolError::Corrupt { what: "own pool", field: "block capacity", value: s.capacity as u64 });
+        }
+        self.alloc
+            .slot_ptr(s)
+            .map_err(|_| PoolError::Corrupt { what: "own pool", field: "block offset", value: s.offset as u64 })
     }
 }
 
