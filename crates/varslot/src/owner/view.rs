@@ -471,6 +471,9 @@ mod tests {
     }
 
     #[test]
+    // Copies the whole committed pool word by word (megabytes): hours under miri;
+    // the parse is plain safe code over a byte slice.
+    #[cfg_attr(miri, ignore)]
     fn a_view_agrees_with_the_census() {
         let a = alloc_with_traffic();
         let v = a.view().unwrap();
@@ -488,6 +491,9 @@ mod tests {
     }
 
     #[test]
+    // Copies the whole committed pool word by word (megabytes): hours under miri;
+    // the parse is plain safe code over a byte slice.
+    #[cfg_attr(miri, ignore)]
     fn a_bad_header_is_a_typed_error_naming_the_field() {
         let a = alloc_with_traffic();
         let good = snapshot(&a);
@@ -520,6 +526,9 @@ mod tests {
     }
 
     #[test]
+    // Copies the whole committed pool word by word (megabytes): hours under miri;
+    // the parse is plain safe code over a byte slice.
+    #[cfg_attr(miri, ignore)]
     fn a_bad_class_row_is_an_error_in_its_place_and_the_rest_is_reported() {
         let a = alloc_with_traffic();
         let good = snapshot(&a);
@@ -558,6 +567,9 @@ mod tests {
     }
 
     #[test]
+    // Copies the whole committed pool word by word (megabytes): hours under miri;
+    // the parse is plain safe code over a byte slice.
+    #[cfg_attr(miri, ignore)]
     fn a_bad_extent_row_is_an_error_and_its_class_counts_disagree() {
         let a = alloc_with_traffic();
         let good = snapshot(&a);
@@ -597,6 +609,9 @@ mod tests {
     }
 
     #[test]
+    // Copies the whole committed pool word by word (megabytes): hours under miri;
+    // the parse is plain safe code over a byte slice.
+    #[cfg_attr(miri, ignore)]
     fn any_bytes_parse_to_a_view_or_an_error_without_panicking() {
         let a = alloc_with_traffic();
         let good = snapshot(&a);
