@@ -370,42 +370,6 @@ fn report_faults() {
     }
 }
 
-/// A heartbeat: the watchdog ends the test process if it stops moving.
-#[derive(Clone)]
-struct Beat(Arc<Mutex<u64>>);
-
-impl Beat {
-    fn tick(&self) {
-        *self.0.lock().unwrap() += 1;
-    }
-
-    fn done(&self) {
-        *self.0.lock().unwrap() = u64::MAX;
-    }
-}
-
-/// Ends the test process (exit 101) if `beat` does not move for `limit`.
-fn watchdog(what: &'static str, limit: Duration) -> Beat {
-    let beat = Beat(Arc::new(Mutex::new(0)));
-    let b = beat.clone();
-    std::thread::spawn(move || {
-        let mut last = u64::MAX;
-        loop {
-            std::thread::sleep(limit);
-            let now = *b.0.lock().unwrap();
-            if now == u64::MAX {
-                return;
-            }
-            if now == last {
-                eprintln!("watchdog: {what} made no progress for {limit:?}");
-                std::process::exit(101);
-            }
-            last = now;
-        }
-    });
-    beat
-}
-
 /// What the chaos children did, as their output says.
 #[derive(Debug, Default, Clone)]
 struct ChaosStats {
@@ -512,30 +476,6 @@ fn lent(p: &Peer) -> u64 {
     c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
 }
 
-/// Waits for `child` under a watchdog; its output, or a panic naming its status and stderr.
-fn wait_output(child: Child, timeout: Duration) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel::<()>();
-    let dog = std::thread::spawn(move || {
-        if rx.recv_timeout(timeout).is_err() {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    let _ = dog.join();
-    assert!(
-        out.status.success(),
-        "child failed: {:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Receives on `rx` until honest message `want` arrives; every foreign message
 /// on the way is counted. Panics on a wrong honest message or a dead echo.
 fn recv_honest(rx: &Receiver<'_>, want: u32, echo: &mut Child, foreign: &mut u64) {
@@ -622,7 +562,7 @@ fn a_chaos_peer_killed_at_random_never_crashes_stalls_or_corrupts_the_honest_pee
     send_all(&tx, STOP).unwrap();
     recv_honest(&rx, STOP, &mut echo, &mut foreign);
     beat.done();
-    let out = wait_output(echo, Duration::from_secs(30));
+    let out = wait_ok(echo, Duration::from_secs(30));
     let echo_line = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.find("chaos-echo").map(|i| l[i..].to_owned()));

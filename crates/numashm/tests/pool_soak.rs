@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -52,44 +51,6 @@ fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x >> 7;
     *x ^= *x << 17;
     *x
-}
-
-/// A heartbeat: the watchdog ends the test process if it stops moving.
-#[derive(Clone)]
-struct Beat(Arc<Mutex<u64>>);
-
-impl Beat {
-    fn tick(&self) {
-        *self.0.lock().unwrap() += 1;
-    }
-
-    /// Stops the watchdog.
-    fn done(&self) {
-        *self.0.lock().unwrap() = u64::MAX;
-    }
-}
-
-/// Ends the test process if `beat` stops moving for `limit` (the host must
-/// never stall: its every call is non-blocking or bounded).
-fn watchdog(what: &'static str, limit: Duration) -> Beat {
-    let beat = Beat(Arc::new(Mutex::new(0)));
-    let b = beat.clone();
-    std::thread::spawn(move || {
-        let mut last = u64::MAX;
-        loop {
-            std::thread::sleep(limit);
-            let now = *b.0.lock().unwrap();
-            if now == u64::MAX {
-                return;
-            }
-            if now == last {
-                eprintln!("watchdog: {what} made no progress for {limit:?}");
-                std::process::exit(101);
-            }
-            last = now;
-        }
-    });
-    beat
 }
 
 /// Child entry point; a no-op as a normal test.

@@ -22,8 +22,9 @@ pub fn spawn(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     cmd.spawn().unwrap()
 }
 
-/// Waits for a child with a watchdog; panics with its output if it fails.
-pub fn wait_ok(child: Child, timeout: Duration) {
+/// Waits for a child with a watchdog; panics with its output if it fails,
+/// else returns the output.
+pub fn wait_ok(child: Child, timeout: Duration) -> std::process::Output {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let dog = std::thread::spawn(move || {
@@ -41,6 +42,7 @@ pub fn wait_ok(child: Child, timeout: Duration) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 pub fn checksum(data: &[u8]) -> u64 {
@@ -82,4 +84,43 @@ pub fn total_slots(seg: &numashm::Segment) -> Vec<usize> {
     // SAFETY: only reads counts.
     let a = unsafe { seg.raw_allocator() };
     (0..a.class_count()).map(|c| a.slots_per_extent(c).unwrap() * a.extent_count(c)).collect()
+}
+
+/// A heartbeat: the watchdog ends the test process if it stops moving.
+#[derive(Clone)]
+pub struct Beat(std::sync::Arc<std::sync::Mutex<u64>>);
+
+impl Beat {
+    /// Progress.
+    pub fn tick(&self) {
+        *self.0.lock().unwrap() += 1;
+    }
+
+    /// Stops the watchdog.
+    pub fn done(&self) {
+        *self.0.lock().unwrap() = u64::MAX;
+    }
+}
+
+/// Ends the test process (exit 101) if `beat` does not move for `limit`: a
+/// peer that stalls fails the test instead of hanging it.
+pub fn watchdog(what: &'static str, limit: Duration) -> Beat {
+    let beat = Beat(std::sync::Arc::new(std::sync::Mutex::new(0)));
+    let b = beat.clone();
+    std::thread::spawn(move || {
+        let mut last = u64::MAX;
+        loop {
+            std::thread::sleep(limit);
+            let now = *b.0.lock().unwrap();
+            if now == u64::MAX {
+                return;
+            }
+            if now == last {
+                eprintln!("watchdog: {what} made no progress for {limit:?}");
+                std::process::exit(101);
+            }
+            last = now;
+        }
+    });
+    beat
 }
