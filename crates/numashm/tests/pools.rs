@@ -291,3 +291,37 @@ fn a_producer_on_a_full_ring_waits_for_room_and_loses_nothing() {
     }
     reader.join().unwrap();
 }
+
+/// A channel word rewritten to name a live peer that does not consume the
+/// channel (here: its producer) must not block the channel: the consumer takes
+/// its word back, the producer binds it, the message arrives. (Found by the
+/// hostile-writer test, which hit it about once in seven runs.)
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_channel_word_naming_a_live_non_consumer_is_taken_back() {
+    let a = Peer::create_anonymous("lie", 4, PeerConfig::new("lie-a")).unwrap();
+    let fd = a.rendezvous_fd().try_clone_to_owned().unwrap();
+    let lie_fd = a.rendezvous_fd().try_clone_to_owned().unwrap();
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let b = std::thread::spawn(move || {
+        let b = Peer::join_fd(fd, PeerConfig::new("lie-b")).unwrap();
+        let rx = b.receiver(0).unwrap();
+        let tx = b.sender(1).unwrap();
+        claimed_tx.send(()).unwrap();
+        let m = rx.recv_timeout(T).expect("the message through a lied-about channel");
+        assert_eq!(&m[..], b"hello");
+        tx.send_timeout(tx.alloc(2).unwrap(), T).map_err(|e| e.error).unwrap();
+    });
+    let rx = a.receiver(1).unwrap();
+    claimed_rx.recv().unwrap();
+    // Another process rewrites channel 0's consumer word to name `a` (alive,
+    // attached, not a consumer of channel 0). Channel words start at 4096 + 512.
+    let rv = numashm::Region::attach_fd(lie_fd).unwrap();
+    rv.write_at(4096 + 512, &(u64::from(a.entry()) + 1).to_le_bytes()).unwrap();
+    let tx = a.sender(0).unwrap();
+    let mut m = tx.alloc(5).unwrap();
+    m.copy_from_slice(b"hello");
+    tx.send(m).map_err(|e| e.error).unwrap();
+    assert_eq!(rx.recv_timeout(T).expect("the reply").len(), 2);
+    b.join().unwrap();
+}

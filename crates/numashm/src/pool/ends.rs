@@ -223,7 +223,8 @@ impl Peer {
             let _ = self.pool.alloc.free(old.ring_block.handle);
             let _ = self.pool.alloc.free(old.head_block.handle);
         }
-        let Some(consumer) = named else { return Ok(false) };
+        // A word naming ourselves is a lie (we do not read our own rings).
+        let Some(consumer) = named.filter(|&e| e != self.me) else { return Ok(false) };
         let remote = self.remote(consumer)?;
         if liveness(u64::from(remote.pid), remote.started).is_dead() {
             return Ok(false);
@@ -267,9 +268,16 @@ impl Peer {
         if c >= MAX_CHANNELS {
             return Err(PoolError::NoSuchChannel(c));
         }
-        self.rdv.claim_consumer(c, self.me).map_err(|peer| PoolError::ChannelTaken { channel: c, peer })?;
-        self.consumed.borrow_mut()[c].get_or_insert_with(Consumed::default).active = true;
+        // The bit first: a claim whose holder's entry lacks it may be taken over.
+        let was_active = self.consumed.borrow()[c].as_ref().is_some_and(|cs| cs.active);
         self.rdv.set_bit(self.me, E_CONSUMES, c);
+        if let Err(peer) = self.rdv.claim_consumer(c, self.me) {
+            if !was_active {
+                self.rdv.clear_bit(self.me, E_CONSUMES, c);
+            }
+            return Err(PoolError::ChannelTaken { channel: c, peer });
+        }
+        self.consumed.borrow_mut()[c].get_or_insert_with(Consumed::default).active = true;
         self.rescan(c);
         Ok(())
     }

@@ -285,7 +285,9 @@ impl Peer {
     /// the channels we consume. Called from every bounded wait slice.
     pub(crate) fn upkeep(&self) {
         let produces = (0..MAX_CHANNELS).filter(|&c| self.produced.borrow()[c].is_some()).fold(0u64, |m, c| m | 1 << c);
-        let consumes = (0..MAX_CHANNELS).filter(|&c| self.consumed.borrow()[c].is_some()).fold(0u64, |m, c| m | 1 << c);
+        let consumes = (0..MAX_CHANNELS)
+            .filter(|&c| self.consumed.borrow()[c].as_ref().is_some_and(|cs| cs.active))
+            .fold(0u64, |m, c| m | 1 << c);
         self.rdv.repair(
             self.me,
             self.epoch,

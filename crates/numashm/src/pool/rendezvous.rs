@@ -82,6 +82,7 @@ pub(crate) struct EntryHint {
     pub(crate) pool_id: u64,
     pub(crate) pool_reserved: u64,
     pub(crate) produces: u64,
+    pub(crate) consumes: u64,
 }
 
 /// The mapped rendezvous, validated once at open (magic, version, size).
@@ -242,6 +243,7 @@ impl Rendezvous {
             pool_id: load(E_POOL_ID),
             pool_reserved: load(E_POOL_RESERVED),
             produces: load(E_PRODUCES),
+            consumes: load(E_CONSUMES),
         }
     }
 
@@ -265,8 +267,11 @@ impl Rendezvous {
     }
 
     /// Claims channel `c`'s consumer word for `entry`: from 0, or from a
-    /// consumer whose process is dead for sure or whose entry is not Attached
-    /// (left, or taken over). A live consumer keeps it: `Err(its entry)`.
+    /// consumer whose process is dead for sure, whose entry is not Attached
+    /// (left, or taken over), or whose entry does not say it consumes `c` (a
+    /// claimer raises that bit before it claims, and repairs it; a word naming
+    /// a live peer that does not consume `c` is a lie another process wrote).
+    /// A live consumer keeps it: `Err(its entry)`.
     pub(crate) fn claim_consumer(&self, c: usize, entry: u32) -> Result<(), Option<u32>> {
         let word = self.channels.at(c);
         let mine = u64::from(entry) + 1;
@@ -279,7 +284,8 @@ impl Rendezvous {
             let holder = (cur != 0 && cur <= u64::from(self.max_peers)).then(|| (cur - 1) as u32);
             if let Some(h) = holder {
                 let e = self.entry(h);
-                if e.state == S_ATTACHED && !liveness(u64::from(e.pid), e.started).is_dead() {
+                let consumes = e.consumes & (1 << c) != 0;
+                if e.state == S_ATTACHED && consumes && !liveness(u64::from(e.pid), e.started).is_dead() {
                     return Err(Some(h));
                 }
             }
