@@ -457,3 +457,34 @@ fn owner_alloc_is_send() {
         .unwrap();
     assert_eq!(s, Ok(64));
 }
+
+#[test]
+fn the_front_cache_takes_only_its_own_class_and_depth() {
+    let a = pool(4 << 20, &small_cfg());
+    let c = a.class_for(100).unwrap();
+    let other = a.class_for(1).unwrap();
+    assert_ne!(c, other);
+    let s = a.alloc(100, true).unwrap();
+    // `s` and `slots` came from `a.alloc` and were never lent; a slot the cache took is
+    // not used again (only compared).
+    let push = |c, x| {
+        // SAFETY: as said above.
+        unsafe { a.push_cached(c, x) }
+    };
+    assert_eq!(push(other, s), Err(s), "wrong class refused");
+    assert_eq!(push(usize::MAX, s), Err(s), "no such class refused");
+    assert_eq!(push(c, s), Ok(()));
+    assert_eq!(a.cached(), 1);
+    assert_eq!(a.alloc(100, false).unwrap(), s, "the cached slot comes back first");
+    // Fill the cache to its depth: the next push is refused and the caller keeps the slot.
+    let slots: Vec<_> = (0..9).map(|_| a.alloc(100, true).unwrap()).collect();
+    let pushed = slots.iter().take_while(|&&x| push(c, x).is_ok()).count();
+    assert_eq!(pushed, 8, "depth");
+    assert_eq!(push(c, slots[8]), Err(slots[8]));
+    a.free(slots[8].handle).unwrap();
+    a.free(s.handle).unwrap();
+    // LIFO, each slot once, and the census counts cached slots as Owned.
+    let popped: Vec<_> = std::iter::from_fn(|| a.pop_cached(c)).collect();
+    assert_eq!(popped, slots[..8].iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(a.audit().unwrap(), a.census());
+}

@@ -34,7 +34,13 @@ pub struct SlotMut<'p> {
     slot: OwnedSlot,
     ptr: NonNull<u8>,
     len: usize,
+    /// The slot's class, from the length asked (`NO_CLASS`: a dedicated extent): the
+    /// drop finds its front cache without reading anything the allocation wrote.
+    class: usize,
 }
+
+/// [`SlotMut::class`] of a slot in a dedicated extent.
+const NO_CLASS: usize = usize::MAX;
 
 impl SlotMut<'_> {
     /// Bytes the slot can hold.
@@ -105,6 +111,7 @@ impl std::ops::DerefMut for SlotMut<'_> {
 }
 
 impl Drop for SlotMut<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         // Never sent: to the allocator's front cache (no pool write), or its
         // free list when that is full. It is Owned, so this cannot fail short of
@@ -112,8 +119,18 @@ impl Drop for SlotMut<'_> {
         // SAFETY: `slot` came from this peer's `alloc`, is Owned (a lent slot's
         // guard is forgotten in `send_masked`; a failed send took it back), and
         // this guard, its only holder, is going away.
-        let _ = unsafe { self.peer.pool.alloc.recycle(self.slot) };
+        if let Err(slot) = unsafe { self.peer.pool.alloc.push_cached(self.class, self.slot) } {
+            recycle_uncached(self.peer, slot);
+        }
     }
+}
+
+/// A dropped unsent slot the front cache did not take: freed.
+#[cold]
+#[inline(never)]
+fn recycle_uncached(peer: &Peer, slot: OwnedSlot) {
+    // SAFETY: as in `SlotMut::drop`, whose guard is going away.
+    let _ = unsafe { peer.pool.alloc.recycle(slot) };
 }
 
 /// A message received: `&[u8]` over the sender's pool, which the kernel keeps
@@ -342,26 +359,46 @@ impl<'p> Sender<'p> {
     /// # Examples
     ///
     /// See [`SlotMut`].
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, len: usize) -> Result<SlotMut<'p>, ChannelError> {
         let peer = self.peer;
-        let slot = match peer.pool.alloc.alloc(len, false) {
-            Ok(s) => s,
-            Err(_) => return self.alloc_slow(len),
-        };
-        let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
-        Ok(SlotMut { peer, slot, ptr, len })
+        let alloc = &peer.pool.alloc;
+        // The fast path: a slot this thread allocated and dropped unsent, from the
+        // class's front cache (no pool word read or written).
+        if let Some(class) = alloc.class_for(len) {
+            if let Some(slot) = alloc.pop_cached(class) {
+                if let Ok(ptr) = alloc.slot_ptr(&slot) {
+                    return Ok(SlotMut { peer, slot, ptr, len, class });
+                }
+                recycle_uncached(peer, slot);
+            }
+        }
+        self.alloc_slow(len)
     }
 
-    /// Nothing free in the class: take back what readers returned, then grow.
+    /// Nothing in the front cache: the class's free list; when that is empty,
+    /// take back what readers returned, then grow.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, len: usize) -> Result<SlotMut<'p>, ChannelError> {
         let peer = self.peer;
-        peer.drain_returns(false);
-        let slot = peer.pool.alloc.alloc(len, true)?;
-        let ptr = peer.pool.alloc.slot_ptr(&slot).map_err(ChannelError::Handle)?;
-        Ok(SlotMut { peer, slot, ptr, len })
+        let alloc = &peer.pool.alloc;
+        let slot = match alloc.alloc(len, false) {
+            Ok(s) => s,
+            Err(_) => {
+                peer.drain_returns(false);
+                alloc.alloc(len, true)?
+            }
+        };
+        let class = alloc.class_for(len).unwrap_or(NO_CLASS);
+        let ptr = match alloc.slot_ptr(&slot) {
+            Ok(p) => p,
+            Err(e) => {
+                recycle_uncached(peer, slot);
+                return Err(ChannelError::Handle(e));
+            }
+        };
+        Ok(SlotMut { peer, slot, ptr, len, class })
     }
 
     /// Sends without waiting; a full ring hands the message back.

@@ -345,34 +345,106 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     /// let s = a.alloc(64, true).unwrap();
     /// assert_eq!(s.capacity, 64);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self, len: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
+        match self.class_for(len).and_then(|c| self.pop_cached(c)) {
+            Some(s) => Ok(s),
+            None => self.alloc_uncached(len, grow),
+        }
+    }
+
+    /// `alloc` past the front cache: the class's free list, growth, or a dedicated extent.
+    #[inline(never)]
+    fn alloc_uncached(&self, len: usize, grow: bool) -> Result<OwnedSlot, OwnerError> {
         match self.class_for(len) {
-            Some(c) => match self.front_pop(c) {
-                Some(s) => Ok(s),
-                None => self.alloc_class(c, grow),
-            },
+            Some(c) => self.alloc_class(c, grow),
             None => self.alloc_dedicated(len, grow),
         }
     }
 
-    /// The smallest class whose slots hold `len` bytes, if any.
+    /// The smallest class whose slots hold `len` bytes, if any (`None`: a dedicated
+    /// extent). Reads process memory only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// assert_eq!(a.class_for(1), Some(0));
+    /// assert_eq!(a.slot_sizes().nth(a.class_for(1000).unwrap()), Some(1024));
+    /// assert_eq!(a.class_for(usize::MAX), None);
+    /// ```
     #[inline(always)]
-    pub(crate) fn class_for(&self, len: usize) -> Option<usize> {
+    pub fn class_for(&self, len: usize) -> Option<usize> {
         match self.lookup.get(len.div_ceil(64)) {
             Some(&c) => Some(c as usize),
             // Beyond the table: a short linear scan (few classes).
-            None => self.classes.iter().position(|&size| size >= len),
+            None => self.class_scan(len),
         }
     }
 
-    /// The slot class `c`'s front cache pushed last, if any (no pool word is touched).
+    #[cold]
+    fn class_scan(&self, len: usize) -> Option<usize> {
+        self.classes.iter().position(|&size| size >= len)
+    }
+
+    /// The slot class `c`'s front cache pushed last, if any: the fast path of
+    /// [`OwnerAlloc::alloc`], touching no pool word (the slot stays Owned).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let c = a.class_for(100).unwrap();
+    /// assert_eq!(a.pop_cached(c), None);
+    /// let s = a.alloc(100, true).unwrap();
+    /// // SAFETY: `s` came from `a.alloc`, was never lent, and is not used again.
+    /// assert_eq!(unsafe { a.push_cached(c, s) }, Ok(()));
+    /// assert_eq!(a.pop_cached(c), Some(s));
+    /// ```
     #[inline(always)]
-    fn front_pop(&self, c: usize) -> Option<OwnedSlot> {
+    pub fn pop_cached(&self, c: usize) -> Option<OwnedSlot> {
         let f = self.front.get(c)?;
-        let n = f.len.get().checked_sub(1)? % FRONT_DEPTH;
+        let n = f.len.get().checked_sub(1)?;
+        let s = f.slots.get(n)?.get();
         f.len.set(n);
-        Some(f.slots[n].get())
+        Some(s)
+    }
+
+    /// Put a slot back in class `c`'s front cache, where the next
+    /// [`OwnerAlloc::alloc`] of that class finds it, with no write to the pool (the
+    /// slot stays Owned, same generation, so no handle to it ever reached a reader).
+    /// `Err(s)` when `s` is not a slot of class `c` or the cache is full: the caller
+    /// still holds it (see [`OwnerAlloc::recycle`], which then frees it).
+    ///
+    /// # Safety
+    ///
+    /// As for [`OwnerAlloc::recycle`]: `s` was returned by this allocator's `alloc`,
+    /// is Owned now, and on `Ok` the caller neither uses `s` nor passes it on again.
+    ///
+    /// # Examples
+    ///
+    /// See [`OwnerAlloc::pop_cached`].
+    #[inline(always)]
+    pub unsafe fn push_cached(&self, c: usize, s: OwnedSlot) -> Result<(), OwnedSlot> {
+        let (Some(f), Some(&size)) = (self.front.get(c), self.classes.get(c)) else {
+            return Err(s);
+        };
+        let n = f.len.get();
+        match f.slots.get(n) {
+            Some(entry) if size == s.capacity => {
+                // The slot popped last is usually the one coming back, still in its
+                // entry: skipping that store keeps a pop from waiting on a push
+                // (no store-to-load forwarding through the entry).
+                if entry.get() != s {
+                    entry.set(s);
+                }
+                f.len.set(n + 1);
+                Ok(())
+            }
+            _ => Err(s),
+        }
     }
 
     /// Give back a slot this allocator handed out and the caller never lent (it is
@@ -406,22 +478,16 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     /// assert_eq!(a.audit().unwrap(), a.census()); // a cached slot counts as Owned
     /// assert_eq!(a.alloc(100, false).unwrap(), s); // the same slot, from the cache
     /// ```
-    #[inline]
+    #[inline(always)]
     pub unsafe fn recycle(&self, s: OwnedSlot) -> Result<(), ReturnError> {
-        if let Some(c) = self
-            .class_for(s.capacity)
-            .filter(|&c| self.classes.get(c) == Some(&s.capacity))
-        {
-            if let Some(f) = self.front.get(c) {
-                let n = f.len.get();
-                if n < FRONT_DEPTH {
-                    f.slots[n].set(s);
-                    f.len.set(n + 1);
-                    return Ok(());
-                }
-            }
+        let Some(c) = self.class_for(s.capacity) else {
+            return self.free(s.handle);
+        };
+        // SAFETY: the caller's contract for `recycle` is that of `push_cached`.
+        match unsafe { self.push_cached(c, s) } {
+            Ok(()) => Ok(()),
+            Err(s) => self.free(s.handle),
         }
-        self.free(s.handle)
     }
 
     /// Slots held in the front caches (Owned in the pool's counts).
@@ -449,7 +515,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     /// ```
     pub fn flush_cache(&self) {
         for c in 0..self.front.len() {
-            while let Some(s) = self.front_pop(c) {
+            while let Some(s) = self.pop_cached(c) {
                 // Cannot fail for a slot `recycle` accepted (it is Owned, ours).
                 let _ = self.free(s.handle);
             }
