@@ -153,6 +153,15 @@ impl Link {
     }
 }
 
+/// The channel numbers whose bits are set in `mask`, ascending.
+pub(crate) fn channels(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let c = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (c < 64).then_some(c)
+    })
+}
+
 impl Peer {
     /// Our producer side of `c`, made on first use: a ring block and the head
     /// block our consumer's return ring reads back, both in our pool.
@@ -165,6 +174,7 @@ impl Peer {
         }
         let p = self.new_ring(c)?;
         self.produced.borrow_mut()[c] = Some(p);
+        self.produced_mask.set(self.produced_mask.get() | 1 << c);
         self.rdv.set_bit(self.me, E_PRODUCES, c);
         let _ = self.bind(c);
         Ok(())
@@ -255,7 +265,7 @@ impl Peer {
     /// Tries to bind every channel we produce that has no consumer bound yet
     /// (a consumer that linked waits for it): on every wait slice.
     pub(crate) fn bind_unbound(&self) {
-        for c in 0..MAX_CHANNELS {
+        for c in channels(self.produced_mask.get()) {
             let unbound = self.produced.borrow()[c].as_ref().is_some_and(|p| p.bound.is_none());
             if unbound {
                 let _ = self.bind(c);

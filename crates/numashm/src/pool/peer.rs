@@ -53,6 +53,9 @@ pub struct Peer {
     pub(crate) cfg: PeerConfig,
     remotes: RefCell<Vec<Arc<RemotePool>>>,
     pub(crate) produced: RefCell<Vec<Option<Produced>>>,
+    /// Bit `c` set once `produced[c]` exists (never cleared): the channels whose
+    /// returns and bindings the owner walks, without visiting all 64.
+    pub(crate) produced_mask: Cell<u64>,
     pub(crate) consumed: RefCell<Vec<Option<Consumed>>>,
     pub(crate) lost_to_dead: Cell<u64>,
     _one_thread: PhantomData<Cell<()>>,
@@ -169,6 +172,7 @@ impl Peer {
             cfg,
             remotes: RefCell::new(Vec::new()),
             produced: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
+            produced_mask: Cell::new(0),
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
             _one_thread: PhantomData,

@@ -5,10 +5,9 @@
 
 use numashm_varslot::GiveBack;
 
-use crate::pool::ends::Produced;
+use crate::pool::ends::{channels, Produced};
 use crate::pool::own::{P_BAD_RETURNS, P_RETURNS};
 use crate::pool::peer::Peer;
-use crate::pool::MAX_CHANNELS;
 
 impl Peer {
     /// Takes back, now, every slot our readers have returned, and replaces
@@ -38,7 +37,7 @@ impl Peer {
     /// returning consumer costs no syscall.
     pub(crate) fn drain_returns(&self, check_consumers: bool) -> usize {
         let mut freed = 0;
-        for c in 0..MAX_CHANNELS {
+        for c in channels(self.produced_mask.get()) {
             let Some(bound) = self.produced.borrow()[c].as_ref().map(|p| p.bound.is_some()) else { continue };
             if check_consumers || !bound {
                 let _ = self.bind(c);
