@@ -1,4 +1,4 @@
-//! `numashm demo`: the README's demo.
+//! `numashm demo`: the README's demo (its pool ping-pong is in `demo_pool.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -46,132 +46,8 @@ pub fn run() -> Result<(), CliError> {
             grow_with_guest(&region, &path, node.os_index)?;
         }
     }
-    segment_ping_pong(&dir, topo.nodes().iter().find(|n| n.total_memory > 0).map(|n| n.os_index))?;
+    crate::demo_pool::ping_pong(&dir)?;
     println!("\ndone.");
-    Ok(())
-}
-
-const ROUND_TRIPS: usize = 20_000;
-
-fn segment_ping_pong(dir: &Path, node: Option<u32>) -> Result<(), CliError> {
-    println!("\n-- 4. a segment: host and guest process ping-pong 64 B messages, growth while they run --");
-    let path = dir.join(format!("numashm-demo-{}-segment", std::process::id()));
-    let classes = numashm::ClassConfig::new().class(1024, 256).class(64 << 10, 16).max_extents(8);
-    let mut cfg = numashm::SegmentConfig::file(&path).classes(classes).max_size(64 * MIB);
-    if let Some(n) = node {
-        cfg = cfg.node(n);
-    }
-    let seg = numashm::Segment::create(cfg).map_err(ctx("create", &path))?;
-    let exe = std::env::current_exe().map_err(|e| CliError(format!("current_exe: {e}")))?;
-    let child = Command::new(exe)
-        .arg("__demo-seg-guest")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| CliError(format!("spawn guest: {e}")))?;
-    let fail = |e: &dyn std::fmt::Display| CliError(format!("ping-pong on {}: {e}", path.display()));
-    let tx = seg.sender(0).map_err(|e| fail(&e))?;
-    let rx = seg.receiver(1).map_err(|e| fail(&e))?;
-    let mut rtts = Vec::with_capacity(ROUND_TRIPS);
-    let extents_before = seg.allocator().extent_count(0);
-    let len_before = seg.region().len();
-    for i in 0..ROUND_TRIPS + 1000 {
-        if i == ROUND_TRIPS / 2 {
-            // Growth while traffic flows: a burst of 300 messages in flight at once
-            // needs more than the first extent's 256 slots, so the host grows the
-            // class (the region grows in place) and the guest meets handles in an
-            // extent it has not mapped yet.
-            let burst: Vec<_> = (0..300).map(|_| tx.alloc(64)).collect::<Result<_, _>>().map_err(|e| fail(&e))?;
-            for mut m in burst {
-                m.fill(0xAB);
-                tx.send(m).map_err(|e| fail(&e.error))?;
-            }
-            for _ in 0..300 {
-                let m = rx.recv_timeout(Duration::from_secs(10)).map_err(|e| fail(&e))?;
-                if m.iter().any(|&b| b != 0xAB) {
-                    return Err(CliError("burst reply corrupted".into()));
-                }
-            }
-        }
-        let t = Instant::now();
-        let mut msg = tx.alloc(64).map_err(|e| fail(&e))?;
-        msg.fill(i as u8);
-        tx.send(msg).map_err(|e| fail(&e.error))?;
-        let reply = loop {
-            match rx.try_recv() {
-                Ok(m) => break m,
-                Err(numashm::MessageError::Empty) => std::hint::spin_loop(),
-                Err(e) => return Err(fail(&e)),
-            }
-        };
-        if reply.len() != 64 || reply.iter().any(|&b| b != i as u8) {
-            return Err(CliError(format!("round trip {i}: reply corrupted")));
-        }
-        drop(reply);
-        if i >= 1000 {
-            rtts.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    // A zero-length message tells the guest to stop.
-    tx.send_blocking(tx.alloc(0).map_err(|e| fail(&e))?).map_err(|e| fail(&e.error))?;
-    let out = child.wait_with_output().map_err(|e| CliError(format!("wait guest: {e}")))?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        println!("  guest> {line}");
-    }
-    if !out.status.success() {
-        return Err(CliError(format!("guest failed: {}", out.status)));
-    }
-    rtts.sort_unstable();
-    println!(
-        "host: {ROUND_TRIPS} round trips of 64 B (alloc, write, send; guest reads, frees, replies): median {} ns, p99 {} ns",
-        rtts[rtts.len() / 2],
-        rtts[rtts.len() * 99 / 100]
-    );
-    println!(
-        "host: class 0 grew from {} to {} extents during the run; region {} -> {}, base {:p} unchanged",
-        extents_before,
-        seg.allocator().extent_count(0),
-        human(len_before as u64),
-        human(seg.region().len() as u64),
-        seg.region().as_ptr()
-    );
-    let pages = seg.region().verify_placement().map_err(ctx("verify", &path))?;
-    println!("host: segment pages per node {:?} (placement {:?})", pages.per_node, seg.region().placement().map(|p| p.policy()));
-    Ok(())
-}
-
-/// The segment guest: echo every message back until a zero-length one.
-pub fn segment_guest(path: &Path) -> Result<(), CliError> {
-    let seg = numashm::Segment::attach(path).map_err(ctx("attach", path))?;
-    let fail = |e: &dyn std::fmt::Display| CliError(format!("guest on {}: {e}", path.display()));
-    let rx = seg.receiver(0).map_err(|e| fail(&e))?;
-    let tx = seg.sender(1).map_err(|e| fail(&e))?;
-    let len0 = seg.region().len();
-    let mut n = 0u64;
-    loop {
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(numashm::MessageError::Empty) => {
-                std::hint::spin_loop();
-                continue;
-            }
-            Err(e) => return Err(fail(&e)),
-        };
-        if msg.is_empty() {
-            break;
-        }
-        let mut reply = tx.alloc(msg.len()).map_err(|e| fail(&e))?;
-        reply.copy_from_slice(&msg);
-        drop(msg);
-        tx.send_blocking(reply).map_err(|e| fail(&e.error))?;
-        n += 1;
-    }
-    println!(
-        "echoed {n} messages; my mapping at {:p} grew from {} to {} as handles from the new extent arrived",
-        seg.region().as_ptr(),
-        human(len0 as u64),
-        human(seg.region().len() as u64)
-    );
     Ok(())
 }
 

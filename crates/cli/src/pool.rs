@@ -1,8 +1,9 @@
-//! `numashm create` and `numashm inspect` for a layout-4 rendezvous
-//! (`numashm::pool`): each peer brings its own sealed pool, so `create` only
+//! `numashm create` and `numashm inspect`: a layout-4 rendezvous
+//! (`numashm::pool`). Each peer brings its own sealed pool, so `create` only
 //! lays out the rendezvous file, and `inspect` opens every live peer's pool
-//! read-only. Every value shown was read from memory other processes write:
-//! what fails validation is printed as an `error:` line in its place.
+//! read-only; a file that is not a rendezvous is the pool inspector's error.
+//! Every value shown was read from memory other processes write: what fails
+//! validation is printed as an `error:` line in its place.
 
 use std::path::Path;
 
@@ -10,19 +11,6 @@ use numashm::pool::{EntryReport, EntryState, InspectError, Liveness, OwnerView, 
 use serde_json::{json, Value};
 
 use crate::util::{ctx, human, table, CliError};
-
-/// Whether the file at `path` says it is a layout-4 rendezvous (its magic at
-/// byte 4096); anything else goes to the layout-3 inspector.
-pub fn is_rendezvous(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut magic = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(4096))?;
-            f.read_exact(&mut magic)
-        })
-        .is_ok_and(|()| u64::from_le_bytes(magic) == numashm::pool::RENDEZVOUS_MAGIC)
-}
 
 /// `numashm create PATH [--size N] [--max-peers N]` (layout 4).
 pub fn create(path: &Path, max_peers: u32, size: Option<usize>) -> Result<(), CliError> {
@@ -37,7 +25,16 @@ pub fn create(path: &Path, max_peers: u32, size: Option<usize>) -> Result<(), Cl
 
 /// `numashm inspect PATH [--json]` for a rendezvous.
 pub fn inspect(path: &Path, as_json: bool) -> Result<(), CliError> {
-    let r = numashm::pool::inspect(path).map_err(ctx("inspect", path))?;
+    let r = numashm::pool::inspect(path).map_err(|e| {
+        // A valid region holding something else (e.g. an older segment layout).
+        let hint = match e {
+            numashm::pool::PoolError::Corrupt { what: "rendezvous", field: "magic", .. } => {
+                "; not a layout-4 rendezvous (`numashm create` makes one)"
+            }
+            _ => "",
+        };
+        CliError(format!("inspect {}: {e}{hint}", path.display()))
+    })?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&to_json(path, &r)).unwrap_or_default());
     } else {

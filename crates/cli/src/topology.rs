@@ -53,13 +53,13 @@ pub fn run(as_json: bool) -> Result<(), CliError> {
     match shmem_thp.as_deref() {
         Some("always" | "advise" | "within_size" | "force") => {}
         other => hints.push(format!(
-            "shmem THP is {}: PageSize::Thp / --pages thp fails; echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+            "shmem THP is {}: PageSize::Thp fails; echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
             other.unwrap_or("unsupported")
         )),
     }
     if !root && memlock.current.is_some_and(|c| c < 64 << 20) {
         hints.push(format!(
-            "RLIMIT_MEMLOCK is {}: --lock of larger regions fails; raise it (ulimit -l) or grant CAP_IPC_LOCK",
+            "RLIMIT_MEMLOCK is {}: CachePolicy::lock of larger regions fails; raise it (ulimit -l) or grant CAP_IPC_LOCK",
             memlock.current.map(human).unwrap_or_default()
         ));
     }

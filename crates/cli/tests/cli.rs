@@ -19,34 +19,29 @@ fn stdout(out: &std::process::Output) -> String {
 #[test]
 fn create_inspect_grow_rm_round_trip() {
     let p = path("roundtrip");
-    let out = numashm()
-        .args(["create"])
-        .arg(&p)
-        .args(["--layout", "3", "--size", "4M", "--max-size", "64M", "--node", "0", "--populate", "--classes", "1k:64,16k:16"])
-        .output()
-        .unwrap();
+    let out = numashm().arg("create").arg(&p).args(["--size", "1M", "--max-peers", "8"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).contains("4 MiB"));
+    let text = stdout(&out);
+    assert!(text.contains("layout 4 rendezvous") && text.contains("1 MiB") && text.contains("8 peers max"), "{text}");
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
 
     let out = numashm().arg("inspect").arg(&p).arg("--json").output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["len"], 4 << 20);
-    assert_eq!(v["epoch"], 0);
-    assert_eq!(v["placement"]["policy"], "Bind");
-    assert_eq!(v["pages"]["per_node"][0]["node"], 0);
-    assert_eq!(v["pages"]["per_node"][0]["pages"], 1024, "populated pages measured on node 0");
-    assert_eq!(v["classes"][1]["slot_size"], 16384);
-    assert_eq!(v["rings"].as_array().unwrap().len(), 2);
-    assert!(v["peers"].as_array().unwrap().is_empty(), "the creator detached; the inspector did not join");
+    assert_eq!(v["layout"], 4);
+    assert_eq!(v["len"], 1 << 20);
+    assert_eq!(v["max_peers"], 8);
+    assert!(v["peers"].as_array().unwrap().is_empty(), "nobody joined; the inspector did not join: {v:#}");
+    assert!(v["channels"].as_array().unwrap().is_empty(), "{v:#}");
 
-    let out = numashm().arg("grow").arg(&p).args(["--to", "8M"]).output().unwrap();
+    let out = numashm().arg("grow").arg(&p).args(["--to", "2M"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = numashm().arg("inspect").arg(&p).output().unwrap();
     let text = stdout(&out);
-    assert!(text.contains("8 MiB") && text.contains("growth epoch"), "{text}");
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("rendezvous") && text.contains("2 MiB") && text.contains("max peers"), "{text}");
 
-    let out = numashm().arg("grow").arg(&p).args(["--to", "4M"]).output().unwrap();
+    let out = numashm().arg("grow").arg(&p).args(["--to", "1M"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shrink"));
 
@@ -55,20 +50,49 @@ fn create_inspect_grow_rm_round_trip() {
 }
 
 #[test]
-fn inspect_names_the_bad_field_of_a_corrupt_file() {
+fn create_refuses_an_existing_file_and_leaves_it_alone() {
+    let p = path("exists");
+    std::fs::write(&p, b"keep me").unwrap();
+    let out = numashm().arg("create").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("create") && err.contains(&p.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"keep me");
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn inspect_names_the_bad_field_of_a_corrupt_rendezvous() {
     let p = path("corrupt");
-    numashm().arg("create").arg(&p).args(["--layout", "3", "--size", "1M", "--classes", "1k:16"]).assert().success();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-    f.seek(SeekFrom::Start(8)).unwrap();
-    f.write_all(&[9, 0, 0, 0]).unwrap();
-    drop(f);
+    numashm().arg("create").arg(&p).assert().success();
+    // The rendezvous version word (byte 4096 + 8): `version | max_peers << 32`.
+    write_word(&p, 4096 + 8, 9 | 64 << 32);
     let out = numashm().arg("inspect").arg(&p).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("version") && err.contains(&p.display().to_string()), "{err}");
-    // rm refuses what is not a valid region unless forced.
-    numashm().arg("rm").arg(&p).assert().code(1);
-    numashm().arg("rm").arg(&p).arg("--force").assert().success();
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn inspect_of_a_region_that_is_not_a_rendezvous_is_a_clear_error() {
+    // A valid region whose header at 4096 is an older segment layout's
+    // (magic "NUMASHMS", version 3): not a rendezvous.
+    let p = path("older");
+    let mut region = numashm_region::RegionOptions::new(1 << 20).create_file(&p).unwrap();
+    region.write_at(4096, &u64::from_le_bytes(*b"NUMASHMS").to_le_bytes()).unwrap();
+    region.write_at(4104, &3u64.to_le_bytes()).unwrap();
+    region.release_ownership();
+    drop(region);
+    let out = numashm().arg("inspect").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("magic") && err.contains(&p.display().to_string()), "{err}");
+    assert!(err.contains("not a layout-4 rendezvous"), "{err}");
+    assert!(out.stdout.is_empty(), "no partial report: {}", stdout(&out));
+    // It is a region: rm removes it without --force.
+    numashm().arg("rm").arg(&p).assert().success();
+    assert!(!p.exists());
 }
 
 #[test]
@@ -78,60 +102,26 @@ fn inspect_of_a_foreign_file_is_a_clear_error() {
     let out = numashm().arg("inspect").arg(&p).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("magic"));
-    std::fs::remove_file(&p).unwrap();
+    // rm refuses what is not a valid region unless forced.
+    numashm().arg("rm").arg(&p).assert().code(1);
+    numashm().arg("rm").arg(&p).arg("--force").assert().success();
+    assert!(!p.exists());
 }
 
 #[test]
 fn usage_errors_exit_2() {
     numashm().arg("frobnicate").assert().code(2);
     numashm().args(["create", "/dev/shm/x", "--size", "12Q"]).assert().code(2);
-    numashm().args(["create", "/dev/shm/x", "--layout", "3", "--size", "1M", "--classes", "1k"]).assert().code(2);
-    numashm().args(["create", "/dev/shm/x", "--layout", "5"]).assert().code(2);
-}
-
-#[test]
-fn create_too_small_for_the_classes_says_how_much_is_needed() {
-    let p = path("small");
-    let out = numashm().arg("create").arg(&p).args(["--layout", "3", "--size", "64k"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("size") && err.contains("need"), "{err}");
-    assert!(!p.exists());
-}
-
-#[test]
-fn inspect_shows_a_live_peer_without_joining() {
-    let p = path("live");
-    numashm().arg("create").arg(&p).args(["--layout", "3", "--size", "1M", "--classes", "1k:16"]).assert().success();
-    // A live peer: this test process attaches and sends one message.
-    let seg = numashm::Segment::attach(&p).unwrap();
-    let tx = seg.sender(0).unwrap();
-    tx.send(tx.alloc(10).unwrap()).map_err(|e| e.error).unwrap();
-    let out = numashm().arg("inspect").arg(&p).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let peers = v["peers"].as_array().unwrap();
-    assert_eq!(peers.len(), 1);
-    assert_eq!(peers[0]["pid"], std::process::id());
-    assert_eq!(peers[0]["alive"], true);
-    assert_eq!(peers[0]["sent"], 1);
-    assert_eq!(v["rings"][0]["fill"], 1);
-    // The message waits in ring 0 for a consumer: the ring holds its slot.
-    assert_eq!(v["classes"][0]["extents"][0]["in_flight"], 1);
-    assert_eq!(v["classes"][0]["extents"][0]["free"], 15);
-    drop(tx);
-    drop(seg);
-    std::fs::remove_file(&p).unwrap();
-}
-
-#[test]
-fn create_with_unknown_node_fails_with_the_path_and_no_file() {
-    let p = path("badnode");
-    let out = numashm().arg("create").arg(&p).args(["--layout", "3", "--size", "1M", "--classes", "1k:16", "--node", "200"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("node 200") && err.contains("create"), "{err}");
-    assert!(!p.exists());
+    numashm().args(["create", "/dev/shm/x", "--max-peers", "0"]).assert().code(2);
+    numashm().args(["create", "/dev/shm/x", "--max-peers", "1025"]).assert().code(2);
+    // Options of the removed segment layout are unknown now.
+    for old in [["--layout", "3"], ["--classes", "1k:16"], ["--node", "0"], ["--pages", "thp"]] {
+        let out = numashm().args(["create", "/dev/shm/x"]).args(old).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{old:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(old[0]), "{old:?}");
+    }
+    numashm().args(["create", "/dev/shm/x", "--populate"]).assert().code(2);
+    assert!(!std::path::Path::new("/dev/shm/x").exists());
 }
 
 #[test]
@@ -145,13 +135,36 @@ fn topology_json_lists_nodes_and_limits() {
 }
 
 #[test]
-fn demo_runs_and_the_guest_sees_growth() {
+fn demo_runs_the_guest_sees_growth_and_the_pools_ping_pong() {
     let out = numashm().arg("demo").timeout(std::time::Duration::from_secs(120)).output().unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("noticed growth to 32 MiB"), "{text}");
     assert!(text.contains("noticed growth to 64 MiB"), "{text}");
     assert!(text.contains("verified on node"), "{text}");
+    // The pool ping-pong: every round trip done, a median reported.
+    assert!(text.contains("host: 20000 pool round trips of 64 B") && text.contains("median"), "{text}");
+    assert!(text.contains("guest> echoed 21128 messages"), "20000 measured + 1000 warm-up + 128 burst + none lost: {text}");
+    // The guest reads both message sizes in place through a read-only mapping of the host's pool.
+    let reads: Vec<&str> = text.lines().filter(|l| l.contains("is read in place")).collect();
+    assert_eq!(reads.len(), 2, "{text}");
+    for l in reads {
+        assert!(l.contains("(read-only) from /memfd:numashm-demo-host"), "{l}");
+    }
+    // Every slot sent is returned and accepted or still lent (none lost), none refused.
+    let returns = text.lines().find(|l| l.starts_with("host: 21128 messages sent, ")).unwrap_or_else(|| panic!("{text}"));
+    let num = |before: &str| -> u64 {
+        let head = returns.split(before).next().unwrap();
+        head.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{before}: {returns}"))
+    };
+    assert_eq!(num(" slots returned"), 21128 - num(" still lent"), "{returns}");
+    assert_eq!(num(" refused"), 0, "{returns}");
+    let inspected: Vec<&str> = text.lines().filter(|l| l.starts_with("inspect: entry")).collect();
+    assert_eq!(inspected.len(), 2, "host and guest pools: {text}");
+    assert!(inspected.iter().all(|l| l.contains("resident pages per node [(")), "{text}");
+    let host_pid = inspected[0].split("(host, pid ").nth(1).and_then(|r| r.split(')').next()).expect("host pid");
+    let rendezvous = std::path::PathBuf::from(format!("/dev/shm/numashm-demo-{host_pid}-rendezvous"));
+    assert!(!rendezvous.exists(), "the demo removes its rendezvous");
 }
 
 /// A `numashm __pool-peer` child, with its stdin kept open (closing it ends the child).
@@ -212,10 +225,6 @@ fn v4_create_then_inspect_two_live_peers_and_hostile_words_as_error_lines() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout(&out).contains("layout 4"), "{}", stdout(&out));
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 4 << 20);
-    // Layout-3 options are refused with layout 4, by name.
-    let out = numashm().arg("create").arg(format!("{}-x", p.display())).args(["--classes", "1k:16"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--layout 3"));
 
     let mut host = PoolChild::start(&p, "host");
     let mut guest = PoolChild::start(&p, "guest");
