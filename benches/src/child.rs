@@ -59,7 +59,6 @@ fn run_role(role: &str) -> ChildResult {
     let mut owned: Vec<OwnedFd> = fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
     match (name, owned.len()) {
         ("echo", 1) => crate::rtt::echo_child(owned.remove(0)),
-        ("pool-echo", 1) => crate::pool::echo_child(owned.remove(0)),
         ("floor", 1) => floor_child(owned.remove(0)),
         ("eventfd", 2) => {
             let pong = owned.remove(1);

@@ -6,6 +6,10 @@
 //! process, so both see the same machine state, and reports the ratio of
 //! medians (see `docs/benchmarks.md` for each definition and target).
 //!
+//! Every row of ours measures the product path, the pools of `numashm::pool`
+//! (each sender owns its pool; [`pool`], [`rtt`]), or the ring and region
+//! layers under it ([`ring`], [`region`]).
+//!
 //! The cross-process comparisons run a second copy of the executable (see
 //! [`child`]): every `main` that may run them must call
 //! [`child_main_if_requested`] first.
@@ -14,7 +18,7 @@
 // flag word), not numashm's algorithms, so the loom shim does not apply.
 #![allow(clippy::disallowed_types)]
 
-pub mod alloc;
+pub mod baselines;
 pub mod child;
 #[cfg(feature = "peers")]
 pub mod peers;
@@ -159,11 +163,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs `ours` and `baseline` in alternation; each returns nanoseconds per
 /// operation for one round. Returns (ours median, ours p99, baseline median, baseline p99).
-pub fn interleave(
-    rounds: usize,
-    mut ours: impl FnMut() -> f64,
-    mut baseline: impl FnMut() -> f64,
-) -> Medians {
+pub fn interleave(rounds: usize, mut ours: impl FnMut() -> f64, mut baseline: impl FnMut() -> f64) -> Medians {
     // Warm both paths (page cache, topology, branch predictors).
     ours();
     baseline();
@@ -230,19 +230,9 @@ pub const NAMES: &[&str] = &[
     "rtt_4m_vs_64b",
     "spsc_vs_rtrb",
     "doorbell_vs_eventfd",
-    // The allocator's optional per-peer cache, beside the raw path above.
-    "alloc_magazine_vs_pool",
-    "alloc_magazine_vs_malloc",
-    "alloc_magazine_2t_scaling",
-    // Reference, no target: the floor under `alloc_*_vs_malloc`.
-    "locked_rmw_vs_malloc",
-    // Segment layout v4 (numashm::pool): the path the design is moving to.
-    "pool_rtt_vs_floor",
-    "pool_alloc_vs_malloc",
-    "pool_alloc_vs_pool",
-    "pool_alloc_2t_scaling",
     "fanout4_vs_unicast",
-    "pool_spsc_vs_rtrb",
+    // Reference, no target: one locked instruction against malloc + free.
+    "locked_rmw_vs_malloc",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -252,23 +242,15 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "check_and_remap" => region::compare_check_and_remap(budget),
         "grow" => region::compare_grow(budget),
         "grow_committed" => region::compare_grow_committed(budget),
-        "alloc_vs_pool" => alloc::compare_alloc_vs_pool(budget),
-        "alloc_vs_malloc" => alloc::compare_alloc_vs_malloc(budget),
-        "alloc_2t_scaling" => alloc::compare_alloc_2t_scaling(budget),
+        "alloc_vs_pool" => pool::compare_alloc_vs_pool(budget),
+        "alloc_vs_malloc" => pool::compare_alloc_vs_malloc(budget),
+        "alloc_2t_scaling" => pool::compare_alloc_2t_scaling(budget),
         "rtt_vs_floor" => rtt::compare_rtt_vs_floor(budget),
         "rtt_4m_vs_64b" => rtt::compare_rtt_4m_vs_64b(budget),
         "spsc_vs_rtrb" => ring::compare_spsc_vs_rtrb(budget),
         "doorbell_vs_eventfd" => rtt::compare_doorbell_vs_eventfd(budget),
-        "alloc_magazine_vs_pool" => alloc::compare_alloc_magazine_vs_pool(budget),
-        "alloc_magazine_vs_malloc" => alloc::compare_alloc_magazine_vs_malloc(budget),
-        "alloc_magazine_2t_scaling" => alloc::compare_alloc_magazine_2t_scaling(budget),
-        "locked_rmw_vs_malloc" => alloc::compare_locked_rmw_vs_malloc(budget),
-        "pool_rtt_vs_floor" => pool::compare_pool_rtt_vs_floor(budget),
-        "pool_alloc_vs_malloc" => pool::compare_pool_alloc_vs_malloc(budget),
-        "pool_alloc_vs_pool" => pool::compare_pool_alloc_vs_pool(budget),
-        "pool_alloc_2t_scaling" => pool::compare_pool_alloc_2t_scaling(budget),
         "fanout4_vs_unicast" => pool::compare_fanout4_vs_unicast(budget),
-        "pool_spsc_vs_rtrb" => pool::compare_pool_spsc_vs_rtrb(budget),
+        "locked_rmw_vs_malloc" => baselines::compare_locked_rmw_vs_malloc(budget),
         _ => return None,
     })
 }

@@ -1,26 +1,21 @@
-//! The layout-v4 path (`numashm::pool`), through the facade users call:
-//! `pool_rtt_vs_floor`, `pool_alloc_vs_malloc`, `pool_alloc_vs_pool`,
-//! `pool_alloc_2t_scaling`, `fanout4_vs_unicast`, `pool_spsc_vs_rtrb`.
+//! Pools (`numashm::pool`, the facade users call) in one process:
+//! `alloc_vs_pool`, `alloc_vs_malloc`, `alloc_2t_scaling`, `fanout4_vs_unicast`,
+//! and the one-thread hot paths of `examples/hot_pool.rs`.
 //!
-//! Round trip: the parent joins a fresh rendezvous with its own sealed pool,
-//! sends on channel 0 and receives on channel 1; the `pool-echo` child (this
-//! executable, see [`crate::child`]) joins by the inherited rendezvous fd with a
-//! pool of its own, receives on 0 and replies on 1. Each side allocates in its
-//! own pool, writes in place and sends; the other reads through its read-only
-//! mapping and returns the slot by dropping the message.
+//! Every allocation is `Sender::alloc` in the calling peer's own pool (its
+//! owner thread, the only writer), dropped unsent (the pool's front cache) or
+//! sent and returned by the readers. The cross-process round trips are in
+//! [`crate::rtt`], the split ring's row in [`crate::ring`].
 
-use std::cell::RefCell;
 use std::hint::black_box;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use numashm::pool::{ChannelError, Message, Peer, PeerConfig, Receiver, Sender};
-use numashm_ring::{SplitConsumer, SplitProducer, SplitRing};
 
-use crate::child::{inheritable, other_cpu, pin_current_thread, Child, Floor, Pinned, Watchdog, PAYLOAD};
-use crate::{interleave, per_op, per_op_for, Budget, Comparison};
+use crate::child::{other_cpu, pin_current_thread, Pinned, Watchdog, PAYLOAD};
+use crate::{interleave, per_op, Budget, Comparison};
 
 fn iters(budget: Budget, quick: u64, full: u64) -> u64 {
     if budget.rounds <= Budget::QUICK.rounds {
@@ -28,126 +23,6 @@ fn iters(budget: Budget, quick: u64, full: u64) -> u64 {
     } else {
         full
     }
-}
-
-fn spin_recv<'p>(rx: &Receiver<'p>) -> Message<'p> {
-    let mut dog = crate::child::Watchdog::new("pool echo reply");
-    loop {
-        match rx.try_recv() {
-            Ok(m) => return m,
-            Err(ChannelError::Empty) => dog.tick(),
-            Err(e) => panic!("receive: {e}"),
-        }
-    }
-}
-
-/// A rendezvous shared with a `pool-echo` child that echoes every message
-/// (channel 0 out, channel 1 back), each side sending from its own pool.
-pub struct PoolEcho {
-    host: Peer,
-    child: Option<Child>,
-}
-
-impl PoolEcho {
-    /// Creates the rendezvous and starts the child.
-    pub fn start() -> PoolEcho {
-        let host = Peer::create_anonymous("numashm-bench-pool", 4, PeerConfig::new("numashm-bench-pool-host")).expect("create");
-        let fd = inheritable(host.rendezvous_fd());
-        let child = Child::spawn(&format!("pool-echo:{}", fd.as_raw_fd()));
-        drop(fd);
-        PoolEcho { host, child: Some(child) }
-    }
-
-    /// The parent's ends: sender on channel 0, receiver on channel 1.
-    pub fn ends(&self) -> (Sender<'_>, Receiver<'_>) {
-        (self.host.sender(0).expect("sender 0"), self.host.receiver(1).expect("receiver 1"))
-    }
-}
-
-impl Drop for PoolEcho {
-    fn drop(&mut self) {
-        drop(self.child.take());
-    }
-}
-
-/// One 64 B round trip through the pools (the public path), returning a byte
-/// of the reply so that nothing is optimised away.
-pub fn round_trip(tx: &Sender<'_>, rx: &Receiver<'_>) -> u8 {
-    let mut m = tx.alloc(PAYLOAD).expect("alloc");
-    m.fill(7);
-    tx.send(m).map_err(|e| e.error).expect("send");
-    let r = spin_recv(rx);
-    let b = r[PAYLOAD - 1];
-    drop(r);
-    b
-}
-
-/// The `pool-echo` child: receive on channel 0, reply the same bytes on 1.
-pub(crate) fn echo_child(fd: OwnedFd) -> Result<(), Box<dyn std::error::Error>> {
-    let peer = Peer::join_fd(fd, PeerConfig::new("numashm-bench-pool-echo"))?;
-    let rx = peer.receiver(0)?;
-    let tx = peer.sender(1)?;
-    crate::child::signal_ready()?;
-    loop {
-        let mut got = None;
-        for _ in 0..(1 << 12) {
-            match rx.try_recv() {
-                Ok(m) => {
-                    got = Some(m);
-                    break;
-                }
-                Err(ChannelError::Empty) => std::hint::spin_loop(),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let m = match got {
-            Some(m) => m,
-            None => rx.recv()?,
-        };
-        let mut r = tx.alloc(m.len())?;
-        r.copy_from_slice(&m);
-        drop(m);
-        tx.send_timeout(r, Duration::from_secs(10)).map_err(|e| e.error)?;
-    }
-}
-
-/// `pool_rtt_vs_floor`: the v4 64 B round trip vs 64 B + a flag flip on a shared page.
-pub fn compare_pool_rtt_vs_floor(budget: Budget) -> Comparison {
-    let _pin = Pinned::to(0);
-    let echo = PoolEcho::start();
-    let (tx, rx) = echo.ends();
-    let mut floor = Floor::start();
-    let (n, max) = (iters(budget, 50_000, 200_000), Duration::from_millis(iters(budget, 80, 150)));
-    let payload = [7u8; PAYLOAD];
-    let r = interleave(
-        budget.rounds,
-        || {
-            per_op_for(100, max, || {
-                black_box(round_trip(&tx, &rx));
-            });
-            per_op_for(n, max, || {
-                black_box(round_trip(&tx, &rx));
-            })
-        },
-        || {
-            black_box(floor.wake_round_trip(&payload));
-            per_op_for(100, max, || {
-                black_box(floor.round_trip(&payload));
-            });
-            per_op_for(n, max, || {
-                black_box(floor.round_trip(&payload));
-            })
-        },
-    );
-    drop((tx, rx));
-    drop(echo);
-    Comparison::times(
-        "pool_rtt_vs_floor",
-        "v4 pools, 64 B round trip between two processes: alloc, write, send / try_recv, read, return, reply",
-        "two processes, shared page: write 64 B + flip a flag, the other reads, writes 64 B, flips back",
-        r,
-        1.2,
-    )
 }
 
 /// A fresh rendezvous with one peer (its own pool).
@@ -270,40 +145,40 @@ pub fn hot_fanout(n: u64, fan: bool) -> f64 {
     f.run(&e, n, fan)
 }
 
-/// `pool_alloc_vs_malloc`: `Sender::alloc(1024)` + drop (the owner's pool, one thread) vs glibc.
-pub fn compare_pool_alloc_vs_malloc(budget: Budget) -> Comparison {
+/// `alloc_vs_malloc`: `Sender::alloc(1024)` + drop (the owner's pool, one thread) vs glibc.
+pub fn compare_alloc_vs_malloc(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
-    let peer = lone_peer("numashm-bench-pool-alloc");
+    let peer = lone_peer("numashm-bench-alloc-malloc");
     let tx = peer.sender(0).expect("sender");
     let n = iters(budget, 100_000, 400_000);
-    let r = interleave(budget.rounds, || alloc_drop(&tx, n), || crate::alloc::malloc_free(n));
+    let r = interleave(budget.rounds, || alloc_drop(&tx, n), || crate::baselines::malloc_free(n));
     Comparison::times(
-        "pool_alloc_vs_malloc",
-        "v4 pools: Sender::alloc (1 KiB class) + drop, the pool's owner thread",
+        "alloc_vs_malloc",
+        "pools: Sender::alloc (1 KiB class) + drop, the pool's owner thread",
         "glibc malloc(1024) + free",
         r,
         0.9,
     )
 }
 
-/// `pool_alloc_vs_pool`: `Sender::alloc(1024)` + drop vs a slot pool's pop + push.
-pub fn compare_pool_alloc_vs_pool(budget: Budget) -> Comparison {
+/// `alloc_vs_pool`: `Sender::alloc(1024)` + drop vs a slot pool's pop + push.
+pub fn compare_alloc_vs_pool(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
-    let peer = lone_peer("numashm-bench-pool-vs-pool");
+    let peer = lone_peer("numashm-bench-alloc-pool");
     let tx = peer.sender(0).expect("sender");
-    let q = crate::alloc::pool();
+    let q = crate::baselines::slot_pool();
     let n = iters(budget, 100_000, 400_000);
-    let r = interleave(budget.rounds, || alloc_drop(&tx, n), || crate::alloc::pool_pop_push(&q, n));
+    let r = interleave(budget.rounds, || alloc_drop(&tx, n), || crate::baselines::pool_pop_push(&q, n));
     Comparison::times(
-        "pool_alloc_vs_pool",
-        "v4 pools: Sender::alloc (1 KiB class) + drop, the pool's owner thread",
+        "alloc_vs_pool",
+        "pools: Sender::alloc (1 KiB class) + drop, the pool's owner thread",
         "crossbeam ArrayQueue<u32> pop + push (a slot pool)",
         r,
         0.6,
     )
 }
 
-/// Round control shared by the two threads of [`compare_pool_alloc_2t_scaling`].
+/// Round control shared by the two threads of [`with_two_threads`].
 struct Rounds {
     start: Barrier,
     iters: AtomicU64,
@@ -321,17 +196,18 @@ impl Rounds {
     }
 }
 
-/// `pool_alloc_2t_scaling` (higher is better): two threads, each with its own
-/// peer and pool, alloc+drop at once, vs one thread alone.
-pub fn compare_pool_alloc_2t_scaling(budget: Budget) -> Comparison {
-    let _pin = Pinned::to(0);
-    let n = iters(budget, 100_000, 400_000);
+/// Runs `f` with a helper thread pinned to the other CPU (the caller should be
+/// pinned to CPU 0), each thread with its own peer and pool. `f` gets
+/// `pair(n)`: both threads do `n` × ([`alloc_drop`]), started together; it
+/// returns the wall time from the common start until both are done (2n pairs
+/// in all); and the caller's own sender, for one-thread rounds in between.
+pub fn with_two_threads<R>(f: impl FnOnce(&mut dyn FnMut(u64) -> Duration, &Sender<'_>) -> R) -> R {
     let rounds = Rounds { start: Barrier::new(2), iters: AtomicU64::new(0), running: AtomicU32::new(0), done: AtomicU32::new(0) };
-    let medians = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let r = &rounds;
         let helper = s.spawn(move || {
             pin_current_thread(other_cpu());
-            let peer = lone_peer("numashm-bench-pool-2t-b");
+            let peer = lone_peer("numashm-bench-2t-b");
             let tx = peer.sender(0).expect("sender");
             loop {
                 r.start.wait();
@@ -345,9 +221,10 @@ pub fn compare_pool_alloc_2t_scaling(budget: Budget) -> Comparison {
                 r.done.store(1, Ordering::Release);
             }
         });
-        let peer = lone_peer("numashm-bench-pool-2t-a");
+        let peer = lone_peer("numashm-bench-2t-a");
         let tx = peer.sender(0).expect("sender");
-        let pair = |n: u64| {
+        let mut pair = |n: u64| {
+            let n = n.max(1);
             // Relaxed: published to the helper by the Barrier.
             r.iters.store(n, Ordering::Relaxed);
             r.running.store(0, Ordering::Relaxed);
@@ -359,16 +236,26 @@ pub fn compare_pool_alloc_2t_scaling(budget: Budget) -> Comparison {
             while r.done.load(Ordering::Acquire) == 0 {
                 std::hint::spin_loop();
             }
-            crate::ns(t0.elapsed()) / (2 * n) as f64
+            t0.elapsed()
         };
-        let m = interleave(budget.rounds, || pair(n), || alloc_drop(&tx, n));
+        let out = f(&mut pair, &tx);
+        // Relaxed: as above; 0 tells the helper to end.
         r.iters.store(0, Ordering::Relaxed);
         r.start.wait();
         helper.join().expect("helper thread");
-        m
-    });
+        out
+    })
+}
+
+/// `alloc_2t_scaling` (higher is better): two threads, each with its own
+/// peer and pool, alloc+drop at once, vs one thread alone. Reported as ns per
+/// pair: ours is the two-thread wall time ÷ 2n, the baseline one thread's ÷ n.
+pub fn compare_alloc_2t_scaling(budget: Budget) -> Comparison {
+    let _pin = Pinned::to(0);
+    let n = iters(budget, 100_000, 400_000);
+    let medians = with_two_threads(|pair, tx| interleave(budget.rounds, || crate::ns(pair(n)) / (2 * n) as f64, || alloc_drop(tx, n)));
     Comparison::rates(
-        "pool_alloc_2t_scaling",
+        "alloc_2t_scaling",
         "two threads (CPU 0, 1), each its own peer and pool, Sender::alloc(1024) + drop, wall time per pair",
         "one thread, same",
         medians,
@@ -386,106 +273,9 @@ pub fn compare_fanout4_vs_unicast(budget: Budget) -> Comparison {
     let r = interleave(budget.rounds, || f.run(&e, n, true), || f.run(&e, n, false));
     Comparison::times(
         "fanout4_vs_unicast",
-        "v4 pools: one 64 B slot sent to 4 channels (Peer::send_to_all), 4 readers receive, read, return; one thread",
+        "pools: one 64 B slot sent to 4 channels (Peer::send_to_all), 4 readers receive, read, return; one thread",
         "4 slots of 64 B, one sent on each channel, same readers; one thread",
         r,
         0.6,
-    )
-}
-
-/// The split ring (heap memory, capacity 1024) between two threads, kept across rounds.
-struct SplitPair {
-    tx: Option<SplitProducer>,
-    rx: SplitConsumer,
-}
-
-impl SplitPair {
-    fn new() -> Self {
-        let (tx, rx) = SplitRing::new(crate::ring::CAPACITY).expect("split ring");
-        SplitPair { tx: Some(tx), rx }
-    }
-
-    /// Cells `[i, 0, 0]` one at a time from the other CPU; this thread pops and
-    /// times up to `n` of them (or `max`): (popped, elapsed).
-    fn transfer(&mut self, n: u64, max: Duration) -> (u64, Duration) {
-        let mut tx = self.tx.take().expect("producer");
-        let rx = &mut self.rx;
-        let stop = AtomicBool::new(false);
-        let stop = &stop;
-        let (out, tx) = std::thread::scope(|s| {
-            let producer = s.spawn(move || {
-                pin_current_thread(other_cpu());
-                let mut dog = Watchdog::new("split producer");
-                'all: for i in 1..=n {
-                    loop {
-                        match tx.push([i, 0, 0]) {
-                            Ok(()) => {
-                                dog.progress();
-                                break;
-                            }
-                            Err(_) => {
-                                // Relaxed: a stop flag; the join orders the rest.
-                                if stop.load(Ordering::Relaxed) {
-                                    break 'all;
-                                }
-                                dog.tick_busy();
-                            }
-                        }
-                    }
-                }
-                tx
-            });
-            let mut dog = Watchdog::new("split consumer");
-            let mut pop = || loop {
-                match rx.pop() {
-                    Ok(Some(c)) => {
-                        dog.progress();
-                        return c[0];
-                    }
-                    Ok(None) => dog.tick_busy(),
-                    Err(e) => panic!("split pop: {e}"),
-                }
-            };
-            black_box(pop());
-            let t0 = Instant::now();
-            let mut got = 0;
-            while got + 1 < n {
-                let chunk = 1024.min(n - 1 - got);
-                for _ in 0..chunk {
-                    black_box(pop());
-                }
-                got += chunk;
-                if t0.elapsed() > max {
-                    break;
-                }
-            }
-            let elapsed = t0.elapsed();
-            // Relaxed: as above.
-            stop.store(true, Ordering::Relaxed);
-            ((got, elapsed), producer.join().expect("split producer"))
-        });
-        self.tx = Some(tx);
-        while let Ok(Some(_)) = self.rx.pop() {}
-        out
-    }
-}
-
-/// `pool_spsc_vs_rtrb` (higher is better): the pools' split ring (heap memory)
-/// vs rtrb, one cell at a time between two threads.
-pub fn compare_pool_spsc_vs_rtrb(budget: Budget) -> Comparison {
-    let _pin = Pinned::to(0);
-    let quick = budget.rounds <= Budget::QUICK.rounds;
-    let n: u64 = if quick { 1 << 20 } else { 1 << 22 };
-    let max = Duration::from_millis(if quick { 100 } else { 200 });
-    let per = |(got, d): (u64, Duration)| crate::ns(d) / got.max(1) as f64;
-    let split = RefCell::new(SplitPair::new());
-    let rtrb = RefCell::new(crate::ring::RtrbRing::default());
-    let medians = interleave(budget.rounds, || per(split.borrow_mut().transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
-    Comparison::rates(
-        "pool_spsc_vs_rtrb",
-        "split ring (the pools' ring, heap memory, cap 1024): 3-word cells one at a time, two threads",
-        "rtrb 0.3, u64, same capacity, one at a time, two threads",
-        medians,
-        1.0,
     )
 }

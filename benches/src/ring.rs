@@ -1,20 +1,19 @@
 //! SPSC ring throughput: `spsc_vs_rtrb` (higher is better).
 //!
-//! Ours is `Spsc::<SharedMemory>` laid with `init_in` over the data area of a
-//! memfd region (the way a segment lays its rings), capacity 1024; the
-//! baseline is `rtrb` 0.3 with the same capacity. In both, a producer thread
-//! on CPU 1 pushes `u64`s one at a time (spinning while full) and the
-//! consumer on CPU 0 pops them one at a time (spinning while empty). The
-//! clock runs from the consumer's first pop to its last, so thread start-up
-//! is not counted.
-#![allow(unsafe_code)] // laying the ring over the region
+//! Ours is the pools' ring: a [`SplitRing`] (producer and consumer halves in
+//! their own memory; heap memory here, as the ring algorithm alone is
+//! measured), capacity 1024, 3-word cells; the baseline is `rtrb` 0.3 with the
+//! same capacity and `u64` items. In both, a producer thread on CPU 1 pushes
+//! one at a time (spinning while full) and the consumer on CPU 0 pops one at a
+//! time (spinning while empty). The clock runs from the consumer's first pop
+//! to its last, so thread start-up is not counted. Both rings are kept across
+//! rounds (the producer end moves to its thread and comes back).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use numashm_region::{Region, RegionOptions};
-use numashm_ring::{PopError, PushError, SharedMemory, Spsc};
+use numashm_ring::{SplitConsumer, SplitProducer, SplitRing};
 
 use crate::child::{other_cpu, pin_current_thread, Pinned, Watchdog};
 use crate::{interleave, Budget, Comparison};
@@ -22,89 +21,12 @@ use crate::{interleave, Budget, Comparison};
 /// Ring capacity of both sides.
 pub const CAPACITY: usize = 1024;
 
-/// A region holding one SPSC ring in its data area.
-pub struct SharedRing {
-    ring: Spsc<SharedMemory>,
-    // Dropped after `ring` (fields drop in order): the mapping outlives the ring.
-    _region: Region,
-}
-
-impl SharedRing {
-    /// Creates the region and lays the ring in it.
-    pub fn new() -> SharedRing {
-        let bytes = Spsc::<SharedMemory>::bytes_for(CAPACITY).expect("ring size");
-        let region = RegionOptions::new(64 << 10).create_anonymous("numashm-bench-spsc").expect("region");
-        let off = region.data_offset().next_multiple_of(128);
-        assert!(off + bytes <= region.len(), "region too small for the ring");
-        // SAFETY: 1. `off..off+bytes` lies inside the region's data area, mapped
-        // read-write while `region` lives, and `region` outlives `ring` (field
-        // order); 2. nothing else uses these bytes (the region is ours and
-        // fresh); 3. afterwards only ring values access them.
-        let ring = unsafe { Spsc::init_in(region.as_ptr().add(off), bytes, CAPACITY) }.expect("init ring");
-        SharedRing { ring, _region: region }
-    }
-
-    /// Moves up to `n` handles from a producer thread (CPU 1) to this thread,
-    /// one at a time, stopping early once `max` has passed (on a loaded
-    /// machine). Returns (handles timed, time from the first pop to the last).
-    pub fn transfer(&self, n: u64, max: Duration) -> (u64, Duration) {
-        let mut rx = self.ring.consumer().expect("consumer");
-        let stop = Padded(AtomicBool::new(false));
-        let stop = &stop.0;
-        let ring = &self.ring;
-        let out = std::thread::scope(|s| {
-            s.spawn(move || {
-                pin_current_thread(other_cpu());
-                // Each end on its own thread's stack: no false sharing of the
-                // ends' cached indices.
-                let mut tx = ring.producer().expect("producer");
-                let mut dog = Watchdog::new("spsc producer");
-                for i in 1..=n {
-                    let mut v = i;
-                    loop {
-                        match tx.push(v) {
-                            Ok(()) => {
-                                dog.progress();
-                                break;
-                            }
-                            Err(PushError::Full(back)) => {
-                                // Relaxed: a stop request, it publishes nothing.
-                                if stop.load(Ordering::Relaxed) {
-                                    return;
-                                }
-                                v = back;
-                                dog.tick_busy();
-                            }
-                            Err(e) => panic!("push: {e:?}"),
-                        }
-                    }
-                }
-            });
-            let mut dog = Watchdog::new("spsc consumer");
-            let mut pop = || loop {
-                match rx.pop() {
-                    Ok(v) => {
-                        dog.progress();
-                        return v;
-                    }
-                    Err(PopError::Empty) => dog.tick_busy(),
-                    Err(e) => panic!("pop: {e:?}"),
-                }
-            };
-            consume(n, max, &mut pop, stop)
-        });
-        // Leave the ring empty for the next round.
-        while rx.pop().is_ok() {}
-        out
-    }
-}
-
 /// Keeps the stop flag on its own cache lines.
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// The consumer's timed loop, shared by both rings: pops the first handle,
-/// then times up to `n - 1` more; sets `stop` when done.
+/// The consumer's timed loop, shared by both rings: pops the first item,
+/// then times up to `n - 1` more (or until `max` has passed); sets `stop` when done.
 fn consume(n: u64, max: Duration, pop: &mut impl FnMut() -> u64, stop: &AtomicBool) -> (u64, Duration) {
     black_box(pop());
     let t0 = Instant::now();
@@ -120,18 +42,83 @@ fn consume(n: u64, max: Duration, pop: &mut impl FnMut() -> u64, stop: &AtomicBo
         }
     }
     let elapsed = t0.elapsed();
+    // Relaxed: a stop request, it publishes nothing (the join orders the rest).
     stop.store(true, Ordering::Relaxed);
     (got, elapsed)
 }
 
-impl SharedRing {
+/// Ours: the split ring (heap memory, capacity [`CAPACITY`]) between two threads.
+pub struct SplitPair {
+    tx: Option<SplitProducer>,
+    rx: SplitConsumer,
+}
+
+impl Default for SplitPair {
+    fn default() -> Self {
+        let (tx, rx) = SplitRing::new(CAPACITY).expect("split ring");
+        SplitPair { tx: Some(tx), rx }
+    }
+}
+
+impl SplitPair {
+    /// Moves up to `n` cells `[i, 0, 0]` from a producer thread (CPU 1) to this
+    /// thread, one at a time, stopping early once `max` has passed (on a loaded
+    /// machine). Returns (cells timed, time from the first pop to the last).
+    pub fn transfer(&mut self, n: u64, max: Duration) -> (u64, Duration) {
+        let mut tx = self.tx.take().expect("producer");
+        let rx = &mut self.rx;
+        let stop = Padded(AtomicBool::new(false));
+        let stop = &stop.0;
+        let (out, tx) = std::thread::scope(|s| {
+            let producer = s.spawn(move || {
+                pin_current_thread(other_cpu());
+                let mut dog = Watchdog::new("split producer");
+                'all: for i in 1..=n {
+                    loop {
+                        match tx.push([i, 0, 0]) {
+                            Ok(()) => {
+                                dog.progress();
+                                break;
+                            }
+                            Err(_) => {
+                                // Relaxed: as in `consume`.
+                                if stop.load(Ordering::Relaxed) {
+                                    break 'all;
+                                }
+                                dog.tick_busy();
+                            }
+                        }
+                    }
+                }
+                tx
+            });
+            let mut dog = Watchdog::new("split consumer");
+            let mut pop = || loop {
+                match rx.pop() {
+                    Ok(Some(c)) => {
+                        dog.progress();
+                        return c[0];
+                    }
+                    Ok(None) => dog.tick_busy(),
+                    Err(e) => panic!("split pop: {e}"),
+                }
+            };
+            let out = consume(n, max, &mut pop, stop);
+            (out, producer.join().expect("split producer"))
+        });
+        self.tx = Some(tx);
+        // Leave the ring empty for the next round.
+        while let Ok(Some(_)) = self.rx.pop() {}
+        out
+    }
+
     /// One thread: `n` × (push one, pop one), for instruction counts.
-    pub fn push_pop(&self, n: u64) -> u64 {
-        let (mut tx, mut rx) = (self.ring.producer().expect("producer"), self.ring.consumer().expect("consumer"));
+    pub fn push_pop(&mut self, n: u64) -> u64 {
+        let tx = self.tx.as_mut().expect("producer");
         let mut sum = 0u64;
         for i in 0..n {
-            tx.push(black_box(i)).expect("room");
-            sum = sum.wrapping_add(rx.pop().expect("item"));
+            tx.push([black_box(i), 0, 0]).expect("room");
+            sum = sum.wrapping_add(self.rx.pop().expect("intact").expect("item")[0]);
         }
         sum
     }
@@ -148,12 +135,6 @@ pub fn rtrb_push_pop(n: u64) -> u64 {
     sum
 }
 
-impl Default for SharedRing {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The baseline ring: `rtrb` with the same capacity, kept across rounds as ours is.
 pub struct RtrbRing {
     tx: Option<rtrb::Producer<u64>>,
@@ -168,14 +149,14 @@ impl Default for RtrbRing {
 }
 
 impl RtrbRing {
-    /// As [`SharedRing::transfer`].
+    /// As [`SplitPair::transfer`], with `u64` items.
     pub fn transfer(&mut self, n: u64, max: Duration) -> (u64, Duration) {
         let mut tx = self.tx.take().expect("producer");
         let rx = &mut self.rx;
         let stop = Padded(AtomicBool::new(false));
         let stop = &stop.0;
         let (out, tx) = std::thread::scope(|s| {
-            // The producer end moves to its thread (and comes back), as ours is made there.
+            // The producer end moves to its thread (and comes back), as ours does.
             let producer = s.spawn(move || {
                 pin_current_thread(other_cpu());
                 let mut dog = Watchdog::new("rtrb producer");
@@ -188,7 +169,7 @@ impl RtrbRing {
                                 break;
                             }
                             Err(rtrb::PushError::Full(back)) => {
-                                // Relaxed: as above.
+                                // Relaxed: as in `consume`.
                                 if stop.load(Ordering::Relaxed) {
                                     break 'all;
                                 }
@@ -219,20 +200,21 @@ impl RtrbRing {
     }
 }
 
-/// `spsc_vs_rtrb` (higher is better): our handles/s ÷ rtrb's, reported as ns per handle.
+/// `spsc_vs_rtrb` (higher is better): the pools' split ring vs rtrb, one item
+/// at a time between two threads; our items/s ÷ rtrb's, reported as ns per item.
 pub fn compare_spsc_vs_rtrb(budget: Budget) -> Comparison {
     let _pin = Pinned::to(0);
-    let ring = SharedRing::new();
     let quick = budget.rounds <= Budget::QUICK.rounds;
     let n: u64 = if quick { 1 << 20 } else { 1 << 22 };
     let max = Duration::from_millis(if quick { 100 } else { 200 });
     let per = |(got, d): (u64, Duration)| crate::ns(d) / got.max(1) as f64;
+    let split = std::cell::RefCell::new(SplitPair::default());
     let rtrb = std::cell::RefCell::new(RtrbRing::default());
-    let medians = interleave(budget.rounds, || per(ring.transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
+    let medians = interleave(budget.rounds, || per(split.borrow_mut().transfer(n, max)), || per(rtrb.borrow_mut().transfer(n, max)));
     Comparison::rates(
         "spsc_vs_rtrb",
-        "u64 handles one at a time through our SPSC ring in a memfd region, cap 1024, two threads",
-        "rtrb 0.3, same capacity, one at a time, two threads",
+        "split ring (the pools' ring, heap memory, cap 1024): 3-word cells one at a time, two threads",
+        "rtrb 0.3, u64, same capacity, one at a time, two threads",
         medians,
         1.0,
     )
