@@ -22,10 +22,12 @@ loom:
 miri:
     MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p numashm-varslot -p numashm-ring --lib
 
-# placement tests in a guest with N NUMA nodes
-numa-vm nodes="2":
-    bin=$(cargo test -p numashm-region --test numa --no-run --message-format=json 2>/dev/null | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1) && \
-    bash ../shared/numa-vm/run --nodes {{nodes}} --append "hugepages=16" -- "$bin" --test-threads=1
+# placement tests (region and pools) in the project's own QEMU guest with N NUMA nodes
+numa-guest nodes="2":
+    for pkg in numashm-region numashm; do \
+      bin=$(cargo test -p $pkg --test numa --no-run --message-format=json 2>/dev/null | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1) && \
+      bash scripts/numa-guest --nodes {{nodes}} --mem-per-node 256 --append "hugepages=16" --env NUMASHM_EXPECT_NODES={{nodes}} -- "$bin" --test-threads=1 || exit 1; \
+    done
 
 # fuzz every target for SECONDS each
 fuzz seconds="60":

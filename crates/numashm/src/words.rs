@@ -58,14 +58,4 @@ impl Words {
             None => panic!("word index {i} out of range ({} words): a layout bug", self.len),
         }
     }
-
-    /// Raw pointer to byte `offset` of this view (for the ring constructors).
-    pub(crate) fn byte_ptr(&self, byte_offset: usize) -> Option<*mut u8> {
-        if byte_offset <= self.len * 8 {
-            // SAFETY: within (or one past) the checked range.
-            Some(unsafe { self.ptr.as_ptr().cast::<u8>().add(byte_offset) })
-        } else {
-            None
-        }
-    }
 }

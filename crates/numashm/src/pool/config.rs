@@ -152,7 +152,7 @@ impl PeerConfig {
     pub(crate) fn resolved(&self) -> PeerConfig {
         let mut cfg = self.clone();
         if cfg.here {
-            if let Some(node) = crate::segment::local_node_order().first().copied() {
+            if let Some(node) = crate::local_node::local_node_order().first().copied() {
                 cfg.nodes = vec![node];
                 cfg.policy = MemPolicy::Bind;
             }

@@ -49,43 +49,6 @@ pub fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Counts the free slots of every class by allocating until exhaustion (as
-/// `peer`), then frees them all again. Call only when no other peer allocates.
-pub fn count_free(seg: &numashm::Segment, peer: u32) -> Vec<usize> {
-    // Slots this process keeps for reuse are not free: give them back first.
-    seg.flush_cache();
-    // SAFETY: callers hold no SlotMut or Message of `seg` (see above); every
-    // handle freed here was allocated here.
-    let a = unsafe { seg.raw_allocator() };
-    let mut counts = Vec::new();
-    for class in 0..a.class_count() {
-        let size = a.slot_size(class).unwrap();
-        let mut held = Vec::new();
-        loop {
-            match a.alloc(size, peer) {
-                Ok(h) if h.class() == class => held.push(h),
-                Ok(h) => {
-                    // Served by a larger class: this one is exhausted.
-                    a.free(h).unwrap();
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        counts.push(held.len());
-        for h in held {
-            a.free(h).unwrap();
-        }
-    }
-    counts
-}
-
-pub fn total_slots(seg: &numashm::Segment) -> Vec<usize> {
-    // SAFETY: only reads counts.
-    let a = unsafe { seg.raw_allocator() };
-    (0..a.class_count()).map(|c| a.slots_per_extent(c).unwrap() * a.extent_count(c)).collect()
-}
-
 /// A heartbeat: the watchdog ends the test process if it stops moving.
 #[derive(Clone)]
 pub struct Beat(std::sync::Arc<std::sync::Mutex<u64>>);
