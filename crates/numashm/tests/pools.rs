@@ -325,3 +325,32 @@ fn a_channel_word_naming_a_live_non_consumer_is_taken_back() {
     assert_eq!(rx.recv_timeout(T).expect("the reply").len(), 2);
     b.join().unwrap();
 }
+
+/// Returns that found the receiver's return ring full wait on the receiver's
+/// side; they go in as soon as there is room, on the receiver's next receive
+/// (here an empty one), not only when it drops another message: after the
+/// traffic stops, the owner gets every slot back.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn returns_held_back_by_a_full_return_ring_reach_the_owner_without_more_traffic() {
+    let a = Peer::create_anonymous("overflow", 4, PeerConfig::new("ov-a").ring_capacity(4)).unwrap();
+    let b = a.join_same(PeerConfig::new("ov-b")).unwrap();
+    let (tx, rx) = (a.sender(0).unwrap(), b.receiver(0).unwrap());
+    // 40 messages one at a time; the owner has free slots, so it never drains
+    // the 8-cell return ring meanwhile: 32 returns overflow on the receiver's side.
+    for i in 0..40u64 {
+        let mut m = tx.alloc(8).unwrap();
+        m.copy_from_slice(&i.to_le_bytes());
+        tx.send(m).map_err(|e| e.error).unwrap();
+        drop(rx.recv_timeout(T).unwrap());
+    }
+    assert_eq!(lent(&a), 40);
+    for round in 0..10 {
+        a.collect_returns();
+        if lent(&a) == 0 {
+            return;
+        }
+        assert!(matches!(rx.try_recv(), Err(ChannelError::Empty)), "round {round}");
+    }
+    panic!("{} slots still lent after the receiver went idle", lent(&a));
+}

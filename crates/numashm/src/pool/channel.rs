@@ -526,6 +526,9 @@ impl<'p> Receiver<'p> {
                     if !l.readable(peer.pool.id) {
                         continue;
                     }
+                    if !l.overflow.is_empty() {
+                        crate::pool::returns::flush_overflow(l);
+                    }
                     // Bounded: a hostile producer's bad cells are skipped, at most a ring's worth.
                     for _ in 0..=l.ring.capacity() {
                         let cell = match l.ring.pop() {

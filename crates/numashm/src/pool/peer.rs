@@ -312,6 +312,9 @@ impl Peer {
             // A consumer word someone overwrote goes back to us (unless a live peer holds it).
             let _ = self.rdv.claim_consumer(c, self.me);
             self.rescan(c);
+            if let Some(cs) = self.consumed.borrow_mut()[c].as_mut() {
+                cs.links.iter_mut().flatten().for_each(crate::pool::returns::flush_overflow);
+            }
         }
         let mut m = produces;
         while m != 0 {

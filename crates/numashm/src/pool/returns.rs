@@ -5,7 +5,7 @@
 
 use numashm_varslot::GiveBack;
 
-use crate::pool::ends::{channels, Produced};
+use crate::pool::ends::{channels, Link, Produced};
 use crate::pool::own::{P_BAD_RETURNS, P_RETURNS};
 use crate::pool::peer::Peer;
 
@@ -84,12 +84,7 @@ impl Peer {
         let Some(slot) = cs.links.get_mut(link) else { return };
         let Some(l) = slot.as_mut() else { return };
         l.held = l.held.saturating_sub(1);
-        while let Some(&h) = l.overflow.last() {
-            if l.returns.push([h, 0, 0]).is_err() {
-                break;
-            }
-            l.overflow.pop();
-        }
+        flush_overflow(l);
         if !(l.overflow.is_empty() && l.returns.push([handle, 0, 0]).is_ok()) {
             // The owner is slow to take returns (or says nonsense): keep it, bounded
             // by the owner's slots we hold, and try again next time.
@@ -100,5 +95,17 @@ impl Peer {
                 self.drop_link(l);
             }
         }
+    }
+}
+
+/// Returns that did not fit the link's return ring earlier go in now, as far
+/// as there is room (on every give-back, receive and wait slice, so none waits
+/// for the next message to be dropped).
+pub(crate) fn flush_overflow(l: &mut Link) {
+    while let Some(&h) = l.overflow.last() {
+        if l.returns.push([h, 0, 0]).is_err() {
+            break;
+        }
+        l.overflow.pop();
     }
 }
