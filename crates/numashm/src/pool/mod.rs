@@ -1,4 +1,5 @@
-//! Segment layout v4: **one writer per shared word, enforced by the kernel**.
+//! Pools: messages between processes with **one writer per shared word,
+//! enforced by the kernel** (rendezvous and pool layout version 4).
 //!
 //! Each peer owns a *pool*: a memfd it maps writable and seals
 //! (`F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_SEAL`) before anyone else
