@@ -336,14 +336,24 @@ fn returns_held_back_by_a_full_return_ring_reach_the_owner_without_more_traffic(
     let a = Peer::create_anonymous("overflow", 4, PeerConfig::new("ov-a").ring_capacity(4)).unwrap();
     let b = a.join_same(PeerConfig::new("ov-b")).unwrap();
     let (tx, rx) = (a.sender(0).unwrap(), b.receiver(0).unwrap());
-    // 40 messages one at a time; the owner has free slots, so it never drains
-    // the 8-cell return ring meanwhile: 32 returns overflow on the receiver's side.
-    for i in 0..40u64 {
-        let mut m = tx.alloc(8).unwrap();
-        m.copy_from_slice(&i.to_le_bytes());
-        tx.send(m).map_err(|e| e.error).unwrap();
-        drop(rx.recv_timeout(T).unwrap());
+    // 40 messages allocated first (no allocation, so no draining, while they
+    // travel), sent four at a time and all held by the receiver, then dropped
+    // at once: 8 fit the return ring, 32 wait on the receiver's side.
+    let mut out: Vec<_> = (0..40u64)
+        .map(|i| {
+            let mut m = tx.alloc(8).unwrap();
+            m.copy_from_slice(&i.to_le_bytes());
+            m
+        })
+        .collect();
+    let mut held = Vec::new();
+    while !out.is_empty() {
+        for m in out.drain(..4) {
+            tx.send(m).map_err(|e| e.error).unwrap();
+        }
+        held.extend((0..4).map(|_| rx.recv_timeout(T).unwrap()));
     }
+    drop(held);
     assert_eq!(lent(&a), 40);
     for round in 0..10 {
         a.collect_returns();
@@ -353,4 +363,31 @@ fn returns_held_back_by_a_full_return_ring_reach_the_owner_without_more_traffic(
         assert!(matches!(rx.try_recv(), Err(ChannelError::Empty)), "round {round}");
     }
     panic!("{} slots still lent after the receiver went idle", lent(&a));
+}
+
+/// A steady stream to a prompt reader: the owner takes returns back once a
+/// reader's return ring may be half full, before popping its free list, so
+/// what stays lent is bounded by the rings, not by the free slots the owner
+/// happens to have (which let return rings fill up and readers hold returns
+/// back before).
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_steady_stream_keeps_lent_slots_bounded_by_the_rings() {
+    let a = Peer::create_anonymous("stream", 4, PeerConfig::new("st-a").ring_capacity(8)).unwrap();
+    let b = a.join_same(PeerConfig::new("st-b")).unwrap();
+    let (tx, rx) = (a.sender(0).unwrap(), b.receiver(0).unwrap());
+    let mut most = 0;
+    for i in 0..5000u64 {
+        let mut m = tx.alloc(8).unwrap();
+        m.copy_from_slice(&i.to_le_bytes());
+        tx.send(m).map_err(|e| e.error).unwrap();
+        let got = rx.recv_timeout(T).unwrap();
+        assert_eq!(u64::from_le_bytes(got[..8].try_into().unwrap()), i);
+        drop(got);
+        most = most.max(lent(&a));
+    }
+    // The return ring holds 16 cells; it is drained once 8 may be waiting.
+    assert!(most <= 16, "up to {most} slots lent at once");
+    a.collect_returns();
+    assert_eq!(lent(&a), 0);
 }

@@ -14,6 +14,7 @@ use crate::pool::error::{ChannelError, PoolError};
 use crate::pool::own::{P_RECEIVED, P_SENT};
 use crate::pool::ends::Link;
 use crate::pool::peer::Peer;
+use crate::pool::returns::Consumers;
 
 /// A slot of our pool being written: `&mut [u8]` over memory only we can
 /// write. Dropped unsent, it goes back to the free list.
@@ -308,7 +309,13 @@ impl Peer {
                     rebind |= 1 << c;
                 }
                 match p.ring.push(cell) {
-                    Ok(()) => sent |= 1 << c,
+                    Ok(()) => {
+                        sent |= 1 << c;
+                        p.unreturned += 1;
+                        if p.returns_due() {
+                            self.returns_due.set(self.returns_due.get() | 1 << c);
+                        }
+                    }
                     Err(SplitPushError::Full | SplitPushError::Corrupt(_) | SplitPushError::Wake(_)) => {}
                 }
             }
@@ -383,10 +390,16 @@ impl<'p> Sender<'p> {
     fn alloc_slow(&self, len: usize) -> Result<SlotMut<'p>, ChannelError> {
         let peer = self.peer;
         let alloc = &peer.pool.alloc;
+        // Returns from readers that may have many (so that no return ring
+        // fills up and makes its reader hold returns back), then the free
+        // list; when the class is dry, all returns, silent consumers, growth.
+        if peer.returns_due.get() != 0 {
+            peer.drain_returns(Consumers::Quiet);
+        }
         let slot = match alloc.alloc(len, false) {
             Ok(s) => s,
             Err(_) => {
-                peer.drain_returns(false);
+                peer.drain_returns(Consumers::IfSilent);
                 alloc.alloc(len, true)?
             }
         };

@@ -50,6 +50,10 @@ pub(crate) struct Produced {
     pub(crate) bound: Option<Bound>,
     /// Whether a consumer was ever bound to this ring (then a new one gets a fresh ring).
     was_bound: bool,
+    /// Messages pushed into this ring whose returns we have not taken yet (our
+    /// own count): the reader's return ring cannot be fuller than this, so the
+    /// allocation path drains it only once this nears the return ring's size.
+    pub(crate) unreturned: u64,
 }
 
 /// The consumer a producer serves, as the kernel confirmed it at bind time.
@@ -60,6 +64,13 @@ pub(crate) struct Bound {
 }
 
 impl Produced {
+    /// Whether the reader's return ring may be half full (by our own count):
+    /// the allocation path then takes its returns before the free list.
+    #[inline]
+    pub(crate) fn returns_due(&self) -> bool {
+        self.bound.as_ref().is_some_and(|b| self.unreturned >= (b.returns.capacity() / 2) as u64)
+    }
+
     /// Whether this send should also try to (re)bind: while unbound, every
     /// send (a consumer waits for it; the state does not last); while bound,
     /// when the channel word names another entry (one load of a line that is
@@ -203,7 +214,7 @@ impl Peer {
         self.pool.channel_word(c, CH_BOUND).store(0, Ordering::Relaxed);
         // Release: SYNC channel-publish, the ring's header and words before its offset.
         self.pool.channel_word(c, 0).store(ring_block.offset as u64, Ordering::Release);
-        Ok(Produced { ring, ring_block, head_block, bound: None, was_bound: false })
+        Ok(Produced { ring, ring_block, head_block, bound: None, was_bound: false, unreturned: 0 })
     }
 
     /// Binds channel `c`'s producer side to its consumer if it is not bound;

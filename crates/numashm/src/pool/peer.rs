@@ -56,6 +56,9 @@ pub struct Peer {
     /// Bit `c` set once `produced[c]` exists (never cleared): the channels whose
     /// returns and bindings the owner walks, without visiting all 64.
     pub(crate) produced_mask: Cell<u64>,
+    /// Bit `c` set when channel `c`'s reader may have half a return ring
+    /// waiting for us (`Produced::returns_due`); cleared when drained.
+    pub(crate) returns_due: Cell<u64>,
     pub(crate) consumed: RefCell<Vec<Option<Consumed>>>,
     pub(crate) lost_to_dead: Cell<u64>,
     _one_thread: PhantomData<Cell<()>>,
@@ -173,6 +176,7 @@ impl Peer {
             remotes: RefCell::new(Vec::new()),
             produced: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             produced_mask: Cell::new(0),
+            returns_due: Cell::new(0),
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
             _one_thread: PhantomData,

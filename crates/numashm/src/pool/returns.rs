@@ -9,6 +9,22 @@ use crate::pool::ends::{channels, Link, Produced};
 use crate::pool::own::{P_BAD_RETURNS, P_RETURNS};
 use crate::pool::peer::Peer;
 
+/// How much [`Peer::drain_returns`] asks about the consumers of our channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Consumers {
+    /// Nothing: only take returns, from channels whose return ring may be half
+    /// full (the allocation path, before the free list: return rings never
+    /// fill up, so no reader holds returns back).
+    Quiet,
+    /// Bind a channel that has no consumer, or that returned nothing (a class
+    /// ran dry: perhaps nobody is there to return anything). A live, returning
+    /// consumer costs no syscall.
+    IfSilent,
+    /// Ask the kernel whether each bound consumer lives (a few syscalls per
+    /// channel): `collect_returns`.
+    Check,
+}
+
 impl Peer {
     /// Takes back, now, every slot our readers have returned, and replaces
     /// the binding of any consumer the kernel says is dead (reclaiming what it
@@ -23,27 +39,31 @@ impl Peer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn collect_returns(&self) -> usize {
-        self.drain_returns(true)
+        self.drain_returns(Consumers::Check)
     }
 
     /// Takes back every returned handle waiting for us on every channel we
     /// produce; each is checked (range, generation, lent to that reader, not
     /// yet returned) and a bad one is counted and dropped. Returns how many
-    /// slots were freed.
-    ///
-    /// `check_consumers`: also ask the kernel whether each bound consumer
-    /// lives (a few syscalls per channel). Without it (the alloc slow path),
-    /// only a channel that is unbound or returned nothing is checked: a live,
-    /// returning consumer costs no syscall.
-    pub(crate) fn drain_returns(&self, check_consumers: bool) -> usize {
+    /// slots were freed. `look`: how hard to look at the consumers (see
+    /// [`Consumers`]).
+    pub(crate) fn drain_returns(&self, look: Consumers) -> usize {
         let mut freed = 0;
-        for c in channels(self.produced_mask.get()) {
+        let which = match look {
+            Consumers::Quiet => self.returns_due.get(),
+            Consumers::IfSilent | Consumers::Check => self.produced_mask.get(),
+        };
+        for c in channels(which) {
+            // Due again only after another half ring of sends (taking returns
+            // one by one would cost a line transfer per message, which a round
+            // trip would wait on).
+            self.returns_due.set(self.returns_due.get() & !(1 << c));
             let Some(bound) = self.produced.borrow()[c].as_ref().map(|p| p.bound.is_some()) else { continue };
-            if check_consumers || !bound {
+            if look == Consumers::Check || (look == Consumers::IfSilent && !bound) {
                 let _ = self.bind(c);
             }
             let mut produced = self.produced.borrow_mut();
-            let Some(Produced { bound: Some(b), .. }) = produced[c].as_mut() else { continue };
+            let Some(Produced { bound: Some(b), unreturned, .. }) = produced[c].as_mut() else { continue };
             let (mut ok, mut bad) = (0, 0);
             // Bounded: at most one ring's worth per call, whatever the consumer writes.
             for _ in 0..b.returns.capacity() {
@@ -63,9 +83,11 @@ impl Peer {
                     }
                 }
             }
+            *unreturned = unreturned.saturating_sub(ok + bad);
+
             self.pool.bump(P_RETURNS, ok);
             self.pool.bump(P_BAD_RETURNS, bad);
-            if ok + bad == 0 && !check_consumers {
+            if ok + bad == 0 && look == Consumers::IfSilent {
                 // Nothing came back: perhaps nobody is there to return anything.
                 drop(produced);
                 let _ = self.bind(c);
