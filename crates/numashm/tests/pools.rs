@@ -391,3 +391,25 @@ fn a_steady_stream_keeps_lent_slots_bounded_by_the_rings() {
     a.collect_returns();
     assert_eq!(lent(&a), 0);
 }
+
+/// Oversize messages sent one after another rotate over a few dedicated
+/// extents (the next need not wait for the return of the one just sent), and
+/// no more are made than that: the pool does not grow with the traffic.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn oversize_messages_rotate_over_a_few_dedicated_extents() {
+    let a = Peer::create_anonymous("oversize", 4, PeerConfig::new("os-a").reserve(256 << 20)).unwrap();
+    let b = a.join_same(PeerConfig::new("os-b")).unwrap();
+    let (tx, rx) = (a.sender(0).unwrap(), b.receiver(0).unwrap());
+    for i in 0..50u64 {
+        let mut m = tx.alloc(8 << 20).unwrap();
+        m[..8].copy_from_slice(&i.to_le_bytes());
+        tx.send(m).map_err(|e| e.error).unwrap();
+        let got = rx.recv_timeout(T).unwrap();
+        assert_eq!((got.len(), u64::from_le_bytes(got[..8].try_into().unwrap())), (8 << 20, i));
+    }
+    let d = a.census().dedicated;
+    assert!((2..=4).contains(&d.extents), "{} dedicated extents for 50 messages", d.extents);
+    a.collect_returns();
+    assert_eq!(lent(&a), 0);
+}

@@ -43,6 +43,10 @@ pub struct SlotMut<'p> {
 /// [`SlotMut::class`] of a slot in a dedicated extent.
 const NO_CLASS: usize = usize::MAX;
 
+/// Dedicated extents (oversize messages) a pool makes before it waits for
+/// returns to reuse one.
+const DEDICATED_ROTATION: u64 = 4;
+
 impl SlotMut<'_> {
     /// Bytes the slot can hold.
     ///
@@ -396,14 +400,25 @@ impl<'p> Sender<'p> {
         if peer.returns_due.get() != 0 {
             peer.drain_returns(Consumers::Quiet);
         }
+        let class = alloc.class_for(len).unwrap_or(NO_CLASS);
         let slot = match alloc.alloc(len, false) {
             Ok(s) => s,
+            // An oversize message with no free extent large enough: a few such
+            // extents rotate, so that sending the next one does not wait for the
+            // return of the one just sent (taking returns one at a time costs a
+            // line transfer per message).
+            Err(_) if class == NO_CLASS && alloc.dedicated_extents() < DEDICATED_ROTATION => match alloc.alloc(len, true) {
+                Ok(s) => s,
+                Err(_) => {
+                    peer.drain_returns(Consumers::IfSilent);
+                    alloc.alloc(len, true)?
+                }
+            },
             Err(_) => {
                 peer.drain_returns(Consumers::IfSilent);
                 alloc.alloc(len, true)?
             }
         };
-        let class = alloc.class_for(len).unwrap_or(NO_CLASS);
         let ptr = match alloc.slot_ptr(&slot) {
             Ok(p) => p,
             Err(e) => {

@@ -362,6 +362,22 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         }
     }
 
+    /// Dedicated extents made so far (each holds one oversize slot: in use, lent
+    /// or free for reuse). Reads one of the owner's own counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(16 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// assert_eq!(a.dedicated_extents(), 0);
+    /// a.alloc(1 << 20, true).unwrap();
+    /// assert_eq!(a.dedicated_extents(), 1);
+    /// ```
+    pub fn dedicated_extents(&self) -> u64 {
+        self.row(self.classes.len()).map_or(0, |r| get(&r[C_EXTENTS]))
+    }
+
     /// The smallest class whose slots hold `len` bytes, if any (`None`: a dedicated
     /// extent). Reads process memory only.
     ///
