@@ -369,9 +369,9 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     ///
     /// ```
     /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
-    /// let a = OwnerAlloc::create(HeapPoolMemory::new(16 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(32 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
     /// assert_eq!(a.dedicated_extents(), 0);
-    /// a.alloc(1 << 20, true).unwrap();
+    /// a.alloc(8 << 20, true).unwrap(); // above the largest class
     /// assert_eq!(a.dedicated_extents(), 1);
     /// ```
     pub fn dedicated_extents(&self) -> u64 {
