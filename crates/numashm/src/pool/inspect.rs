@@ -17,7 +17,7 @@ pub use numashm_varslot::{ClassCensus, ExtentView, OwnerView, OwnerViewError};
 use crate::pool::error::PoolError;
 use crate::pool::liveness::{liveness, Liveness};
 use crate::pool::own::{ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS};
-use crate::pool::remote::RemotePool;
+use crate::pool::remote::{ChannelHint, RemotePool};
 use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
     S_EMPTY, S_JOINING,
@@ -133,6 +133,91 @@ pub struct ChannelReport {
     pub channel: usize,
     /// The consumer's entry, or the corrupt word.
     pub consumer: Result<u32, PoolError>,
+    /// The ring of each reported producer of the channel (an attached entry
+    /// that says it produces it and whose pool has the ring), in entry order.
+    pub rings: Vec<Result<RingReport, InspectError>>,
+}
+
+/// One producer's ring of a channel: its tail, read from the producer's pool,
+/// and what the channel's consumer's pool says of its reading (read-only).
+///
+/// # Examples
+///
+/// See [`inspect`].
+#[derive(Debug)]
+pub struct RingReport {
+    /// The producer's entry.
+    pub producer: u32,
+    /// Cells of the ring.
+    pub capacity: usize,
+    /// Messages the producer has put on this ring (its tail; a ring replaced
+    /// after its consumer died starts again from 0).
+    pub tail: u64,
+    /// Whether the producer has bound this ring to the channel's consumer
+    /// (the producer's channel table names that consumer's pool id).
+    pub bound: bool,
+    /// The consumer's side: `None` while the consumer (named by the channel
+    /// word, alive, pool opened) has not linked this ring.
+    pub link: Result<Option<RingLink>, InspectError>,
+}
+
+/// A consumer's reading of one ring, read from its pool; validated against the
+/// producer's words (`head <= tail <= head + capacity`, and the same for the
+/// return ring).
+///
+/// # Examples
+///
+/// See [`inspect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLink {
+    /// Messages the consumer has taken off the ring (its head).
+    pub head: u64,
+    /// Handles it has given back on its return ring (that ring's tail).
+    pub returned: u64,
+    /// Handles of those the producer has taken back (the return ring's head,
+    /// in the producer's pool).
+    pub returns_taken: u64,
+    /// Cells of the return ring.
+    pub returns_capacity: usize,
+}
+
+impl RingReport {
+    /// Messages on the ring not yet taken by the consumer (`tail - head`).
+    ///
+    /// # Examples
+    ///
+    /// See [`inspect`].
+    pub fn fill(&self) -> Option<u64> {
+        self.link
+            .as_ref()
+            .ok()
+            .and_then(|l| l.as_ref())
+            .and_then(|l| self.tail.checked_sub(l.head))
+    }
+}
+
+impl RingLink {
+    /// Messages the consumer took off the ring and has not given back yet
+    /// (`head - returned`; `None` if its words say it returned more than it took).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let l = numashm::pool::RingLink { head: 10, returned: 7, returns_taken: 5, returns_capacity: 16 };
+    /// assert_eq!((l.held(), l.returns_waiting()), (Some(3), 2));
+    /// ```
+    pub fn held(&self) -> Option<u64> {
+        self.head.checked_sub(self.returned)
+    }
+
+    /// Returned handles the producer has not taken back yet.
+    ///
+    /// # Examples
+    ///
+    /// See [`RingLink::held`].
+    pub fn returns_waiting(&self) -> u64 {
+        self.returned.saturating_sub(self.returns_taken)
+    }
 }
 
 /// What [`inspect`] found.
@@ -265,21 +350,27 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
     let too_small = || PoolError::Corrupt { what: "rendezvous", field: "len", value: region.len() as u64 };
     let channel_words = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
     let entry_words = Words::new(region.clone(), PEERS_OFF, rdv.max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
-    let channels = (0..MAX_CHANNELS)
+    let named: Vec<(usize, Result<u32, PoolError>)> = (0..MAX_CHANNELS)
         .filter_map(|c| {
             // Relaxed: a hint for a report; nothing is derived from it but text.
             let v = channel_words.at(c).load(Ordering::Relaxed);
-            (v != 0).then(|| ChannelReport {
-                channel: c,
-                consumer: if v <= u64::from(rdv.max_peers) {
+            (v != 0).then(|| {
+                let consumer = if v <= u64::from(rdv.max_peers) {
                     Ok((v - 1) as u32)
                 } else {
-                    Err(PoolError::Corrupt { what: "rendezvous channel", field: "consumer", value: v })
-                },
+                    Err(PoolError::Corrupt {
+                        what: "rendezvous channel",
+                        field: "consumer",
+                        value: v,
+                    })
+                };
+                (c, consumer)
             })
         })
         .collect();
     let mut entries = Vec::new();
+    // The pools opened, kept to read the rings across producer and consumer.
+    let mut remotes: Vec<RemotePool> = Vec::new();
     for i in 0..rdv.max_peers {
         let hint = rdv.entry(i);
         if hint.state == S_EMPTY {
@@ -291,9 +382,20 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
             s => EntryState::Corrupt(s),
         };
         let alive = liveness(u64::from(hint.pid), hint.started);
-        let pool = (state == EntryState::Attached && !alive.is_dead()).then(|| pool_report(i, &hint));
+        let pool = (state == EntryState::Attached && !alive.is_dead()).then(|| {
+            match RemotePool::open(i, &hint) {
+                Ok(remote) => {
+                    let report = pool_report(&remote);
+                    remotes.push(remote);
+                    report
+                }
+                Err(e) => Err(e.into()),
+            }
+        });
         // Relaxed: a hint for a report.
-        let consumes = entry_words.at(i as usize * ENTRY_WORDS + E_CONSUMES).load(Ordering::Relaxed);
+        let consumes = entry_words
+            .at(i as usize * ENTRY_WORDS + E_CONSUMES)
+            .load(Ordering::Relaxed);
         entries.push(EntryReport {
             index: i,
             state,
@@ -307,13 +409,32 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
             pool,
         });
     }
+    let channels = named
+        .into_iter()
+        .map(|(c, consumer)| {
+            let reader = consumer
+                .as_ref()
+                .ok()
+                .and_then(|&e| remotes.iter().find(|r| r.entry == e));
+            let rings = entries
+                .iter()
+                .filter(|e| e.produces >> c & 1 == 1)
+                .filter_map(|e| remotes.iter().find(|r| r.entry == e.index))
+                .filter_map(|producer| ring_report(c, producer, reader).transpose())
+                .collect();
+            ChannelReport {
+                channel: c,
+                consumer,
+                rings,
+            }
+        })
+        .collect();
     Ok(RendezvousReport { max_peers: rdv.max_peers, len: region.len(), changes: rdv.changes(), channels, entries })
 }
 
-/// Opens entry `i`'s pool read-only (verified as a peer would) and reads its
+/// Reads an opened pool's (verified as a peer would: [`RemotePool::open`])
 /// counters, pages and allocator tables.
-fn pool_report(i: u32, hint: &crate::pool::rendezvous::EntryHint) -> Result<PoolReport, InspectError> {
-    let remote = RemotePool::open(i, hint)?;
+fn pool_report(remote: &RemotePool) -> Result<PoolReport, InspectError> {
     let region = remote.region.clone();
     let corrupt = |field, value| PoolError::Corrupt { what: "pool", field, value };
     let header = Words::new(region.clone(), POOL_HEADER_OFF, POOL_HEADER_WORDS).ok_or(corrupt("len", region.len() as u64))?;
@@ -336,6 +457,111 @@ fn pool_report(i: u32, hint: &crate::pool::rendezvous::EntryHint) -> Result<Pool
         bad_returns: word(P_BAD_RETURNS),
         allocator,
     })
+}
+
+/// Byte offset of the tail in a split ring's producer block, and of the head
+/// in its consumer block (the layout table of `numashm_ring::split_mem`).
+const RING_TAIL_AT: usize = 128;
+const RING_HEAD_AT: usize = 0;
+
+/// One word at byte `off` of a pool mapped read-only, if the memfd covers it.
+fn pool_word(
+    remote: &RemotePool,
+    off: usize,
+    what: &'static str,
+    field: &'static str,
+) -> Result<u64, PoolError> {
+    let bad = PoolError::Corrupt {
+        what,
+        field,
+        value: off as u64,
+    };
+    if off % 8 != 0 || !remote.covers(off as u64, 8) {
+        return Err(bad);
+    }
+    let w = Words::new(remote.region.clone(), off, 1).ok_or(bad)?;
+    // Relaxed: a report; the values are checked against each other below, never followed.
+    Ok(w.at(0).load(Ordering::Relaxed))
+}
+
+/// `producer`'s ring of channel `c` (`None`: its table has no ring for it) and,
+/// if `reader` (the channel's consumer, opened) linked it, the reading side.
+fn ring_report(
+    c: usize,
+    producer: &RemotePool,
+    reader: Option<&RemotePool>,
+) -> Result<Option<RingReport>, InspectError> {
+    let Some(ChannelHint {
+        bound,
+        ring_off,
+        capacity,
+        returns_head_off,
+    }) = producer.channel(c)?
+    else {
+        return Ok(None);
+    };
+    let tail = pool_word(producer, ring_off + RING_TAIL_AT, "pool ring", "tail")?;
+    let link = match reader {
+        None => Ok(None),
+        Some(reader) => ring_link(
+            c,
+            producer,
+            reader,
+            tail,
+            capacity,
+            returns_head_off,
+            ring_off,
+        ),
+    };
+    let bound = reader.is_some_and(|r| bound == r.id);
+    Ok(Some(RingReport {
+        producer: producer.entry,
+        capacity,
+        tail,
+        bound,
+        link,
+    }))
+}
+
+/// The consumer's words for one ring, checked against the producer's.
+fn ring_link(
+    c: usize,
+    producer: &RemotePool,
+    reader: &RemotePool,
+    tail: u64,
+    capacity: usize,
+    returns_head_off: usize,
+    ring_off: usize,
+) -> Result<Option<RingLink>, InspectError> {
+    let Some(l) = reader.link_to(c, producer.entry, producer.id, ring_off)? else {
+        return Ok(None);
+    };
+    let corrupt = |what, field, value| PoolError::Corrupt { what, field, value };
+    let head = pool_word(reader, l.head_off + RING_HEAD_AT, "pool ring", "head")?;
+    if head > tail || tail - head > capacity as u64 {
+        return Err(corrupt("pool ring", "head", head).into());
+    }
+    let returned = pool_word(
+        reader,
+        l.returns_off + RING_TAIL_AT,
+        "pool return ring",
+        "tail",
+    )?;
+    let taken = pool_word(
+        producer,
+        returns_head_off + RING_HEAD_AT,
+        "pool return ring",
+        "head",
+    )?;
+    if taken > returned || returned - taken > l.returns_capacity as u64 {
+        return Err(corrupt("pool return ring", "tail", returned).into());
+    }
+    Ok(Some(RingLink {
+        head,
+        returned,
+        returns_taken: taken,
+        returns_capacity: l.returns_capacity,
+    }))
 }
 
 /// The allocator's tables through atomic loads of the read-only mapping,
@@ -407,9 +633,94 @@ mod tests {
             assert_eq!(row.as_ref().unwrap().slots, census.classes[c].slots, "class {c}");
         }
         assert!(view.classes[4].as_ref().unwrap().slots > 0, "5000 B messages use the 16 KiB class");
+        let ring = r.channels[0].rings[0].as_ref().unwrap();
+        assert_eq!(
+            (ring.producer, ring.tail, ring.bound, ring.fill()),
+            (a.entry(), 10, true, Some(0))
+        );
+        let link = ring.link.as_ref().unwrap().unwrap();
+        assert_eq!(
+            (link.head, link.held()),
+            (10, Some(0)),
+            "all 10 read and dropped: {link:?}"
+        );
+        assert_eq!(link.returned, 10);
         drop((tx, rx));
         drop((a, b));
         std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rings_show_what_waits_for_the_consumer_and_what_it_holds() {
+        let host =
+            Peer::create_anonymous("inspect-rings", 4, PeerConfig::new("inspect-rings-a")).unwrap();
+        let guest = host.join_same(PeerConfig::new("inspect-rings-b")).unwrap();
+        let (tx, rx) = (host.sender(1).unwrap(), guest.receiver(1).unwrap());
+        let ring_of = |r: &RendezvousReport| {
+            let ch = r.channels.iter().find(|c| c.channel == 1).unwrap();
+            assert_eq!(ch.rings.len(), 1, "{ch:?}");
+            let ring = ch.rings[0].as_ref().unwrap();
+            (ring.tail, ring.fill(), *ring.link.as_ref().unwrap())
+        };
+        let report = || inspect_fd(host.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
+        for _ in 0..5 {
+            tx.send(tx.alloc(64).unwrap()).map_err(|e| e.error).unwrap();
+        }
+        // The guest linked the ring when it made its receiver; it has read nothing yet.
+        let (tail, fill, link) = ring_of(&report());
+        assert_eq!((tail, fill, link.map(|l| l.head)), (5, Some(5), Some(0)));
+        // Two read and held, none given back.
+        let held: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap())
+            .collect();
+        let (_, fill, link) = ring_of(&report());
+        let link = link.unwrap();
+        assert_eq!(
+            (fill, link.head, link.held(), link.returned),
+            (Some(3), 2, Some(2), 0)
+        );
+        // Given back, not yet taken by the owner (it takes returns when it allocates or collects).
+        drop(held);
+        let link = ring_of(&report()).2.unwrap();
+        assert_eq!(
+            (link.held(), link.returned, link.returns_waiting()),
+            (Some(0), 2, 2)
+        );
+        host.collect_returns();
+        let link = ring_of(&report()).2.unwrap();
+        assert_eq!((link.returns_taken, link.returns_waiting()), (2, 0));
+        // A hostile head (the guest writes its own pool): an error in place of the link.
+        let region = guest.pool_region();
+        let mut off = [0u8; 8];
+        region
+            .read_at(
+                POOL_HEADER_OFF + (crate::pool::own::P_LINKS + 2) * 8,
+                &mut off,
+            )
+            .unwrap();
+        let head_at = u64::from_le_bytes(off) as usize + RING_HEAD_AT;
+        let mut was = [0u8; 8];
+        region.read_at(head_at, &mut was).unwrap();
+        region.write_at(head_at, &u64::MAX.to_le_bytes()).unwrap();
+        let r = report();
+        let ring = r.channels.iter().find(|c| c.channel == 1).unwrap().rings[0]
+            .as_ref()
+            .unwrap();
+        assert!(
+            matches!(
+                ring.link,
+                Err(InspectError::Pool(PoolError::Corrupt {
+                    field: "head",
+                    value: u64::MAX,
+                    ..
+                }))
+            ),
+            "{:?}",
+            ring.link
+        );
+        assert_eq!((ring.tail, ring.fill()), (5, None));
+        region.write_at(head_at, &was).unwrap();
     }
 
     #[test]

@@ -48,7 +48,7 @@ mod returns;
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use config::PeerConfig;
 pub use error::{ChannelError, PoolError};
-pub use inspect::{create_rendezvous, inspect, inspect_fd, ChannelReport, ClassCensus, EntryReport, EntryState, ExtentView, InspectError, OwnerView, OwnerViewError, PoolReport, RendezvousReport};
+pub use inspect::{create_rendezvous, inspect, inspect_fd, ChannelReport, ClassCensus, EntryReport, EntryState, ExtentView, InspectError, OwnerView, OwnerViewError, PoolReport, RendezvousReport, RingLink, RingReport};
 pub use liveness::Liveness;
 pub use own::{MAX_LINKS, POOL_MAGIC, POOL_VERSION};
 pub use peer::Peer;
