@@ -471,28 +471,9 @@ fn physical_frames_need_cap_sys_admin_and_huge_pages_are_contiguous() {
 }
 
 fn drop_cap_sys_admin() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const CAP_SYS_ADMIN: u32 = 21;
-    let mut header = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
-    let mut data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: capget with a v3 header and the two data words it writes.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
-    assert_eq!(r, 0, "capget");
-    data[0].effective &= !(1 << CAP_SYS_ADMIN);
-    // SAFETY: capset of our own thread's sets, read just above, minus one effective bit.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
-    assert_eq!(r, 0, "capset");
+    let mut sets = rustix::thread::capabilities(None).expect("capget");
+    sets.effective.remove(rustix::thread::CapabilitySet::SYS_ADMIN);
+    rustix::thread::set_capabilities(None, sets).expect("capset");
 }
 
 /// Makes sure at least `pages` free hugetlb pages of `size` exist (root only).

@@ -15,6 +15,7 @@ use crate::sys::MASK_BITS;
 /// assert!(set.contains(3) && !set.contains(1));
 /// # Ok::<(), numashm_region::RegionError>(())
 /// ```
+// Not hwlocality's NodeSet (an FFI heap bitmap): plain Copy words, kept in the region header and given to mbind as-is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct NodeSet {
     bits: [u64; MASK_BITS / 64],

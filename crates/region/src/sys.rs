@@ -1,5 +1,5 @@
-//! Raw NUMA system calls that rustix does not wrap: `mbind`, `move_pages`,
-//! `get_mempolicy`. The constants libc lacks are defined here, once.
+//! Raw system calls that rustix 1.1 does not wrap: `mbind`, `move_pages`,
+//! `get_mempolicy` (NUMA) and `mincore`. The constants libc lacks are defined here, once.
 #![allow(unsafe_code)]
 
 use rustix::io::Errno;
@@ -139,6 +139,7 @@ pub(crate) unsafe fn node_of_address(addr: *const u8) -> Result<u32, Errno> {
 #[doc(alias = "mincore")]
 pub(crate) unsafe fn resident(addr: *mut u8, len: usize, out: &mut [u8]) -> Result<(), Errno> {
     assert!(out.len() >= len.div_ceil(4096));
+    // libc, not rustix: rustix 1.1 has no mincore wrapper.
     // SAFETY: 1. `out` holds one byte per 4 KiB page of the range (asserted);
     // 2. the caller guarantees the range is its own page-aligned mapping.
     let rc = unsafe { libc::mincore(addr.cast(), len, out.as_mut_ptr()) };

@@ -71,7 +71,9 @@ impl Kid {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
             if rx.recv_timeout(CHILD_TIMEOUT).is_err() {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
             }
         });
         let out = self.child.wait_with_output().expect("wait child");
@@ -136,6 +138,7 @@ pub fn read_faults(addr: usize) -> bool {
 }
 
 fn fault_probe(addr: usize, write: bool) -> bool {
+    // libc's fork and _exit: rustix 1.1 has no public fork or _exit.
     // SAFETY: fork in a test process; the child only touches `addr` and calls
     // _exit, both async-signal-safe, so the other threads' state does not matter.
     let pid = unsafe { libc::fork() };
@@ -152,11 +155,12 @@ fn fault_probe(addr: usize, write: bool) -> bool {
             libc::_exit(0);
         }
     }
-    let mut status = 0;
-    // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid);
-    libc::WIFSIGNALED(status) && matches!(libc::WTERMSIG(status), libc::SIGSEGV | libc::SIGBUS)
+    let pid = rustix::process::Pid::from_raw(pid).expect("a forked child's pid is positive");
+    let (_, status) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        .expect("waitpid")
+        .expect("without NOHANG waitpid returns the child's status");
+    use rustix::process::Signal;
+    matches!(status.terminating_signal(), Some(s) if s == Signal::SEGV.as_raw() || s == Signal::BUS.as_raw())
 }
 
 /// The `/proc/self/maps` line of the mapping containing `addr`.
