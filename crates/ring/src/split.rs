@@ -352,7 +352,17 @@ impl<M: SplitMemory> SplitConsumer<M> {
 
     /// Whether `pop` would return something other than `Ok(None)` (a ready
     /// cell or a corrupt stamp): a waiter must not sleep then.
-    pub(crate) fn has_news(&self) -> bool {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, rx) = numashm_ring::SplitRing::new(4)?;
+    /// assert!(!rx.has_news());
+    /// tx.push([0; 3])?;
+    /// assert!(rx.has_news());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn has_news(&self) -> bool {
         match self.next() {
             Some((_, stamp)) => stamp >= self.head.wrapping_add(1),
             None => true,

@@ -40,6 +40,17 @@
 //! wake-ups or a sleep until the slice ends (`MAX_PARK`): every park is
 //! bounded, so the facade gets control back to check the peer's liveness.
 //!
+//! Waiting on an fd instead of the futex (an async runtime's reactor):
+//! [`SplitConsumer::arm`] / [`SplitProducer::arm_space`] store the same
+//! parked word, [`SplitConsumer::arm_fence`] is fence Y, the caller re-checks
+//! and then waits for its fd; the notifier signals that fd whenever
+//! `notify` / `notify_space` returns `Ok(true)` (it bumped the sequence). The
+//! argument above holds with "the fd is readable" for "the kernel compares
+//! the word": the signal follows every bump, and the waiter drains the fd
+//! only after it woke and before its next re-check, so a signal meant for a
+//! wait is never consumed before that wait's re-check. Modelled in
+//! `loom-tests/tests/split.rs` (the fd as a counter with a condvar).
+//!
 //! `SYNC split-data-seq` / `split-space-seq`: the notifier's Release bump
 //! pairs with the waiter's Acquire load of the sequence (a waiter that reads
 //! the bump sees the condition it announces).
@@ -379,6 +390,62 @@ impl<M: SplitMemory> SplitProducer<M> {
         }
     }
 
+    /// Announces a wait for room made on something else than the futex (an
+    /// fd the consumer signals when
+    /// [`notify_space`](SplitConsumer::notify_space) returns `Ok(true)`):
+    /// stores "waiting on the consumer's current `space_seq`" in our block.
+    /// Then [`SplitConsumer::arm_fence`], re-check
+    /// [`free_space`](Self::free_space), wait, and
+    /// [`disarm_space`](Self::disarm_space) (`SYNC split-space-dekker`).
+    /// Returns `false` without a consumer block (nobody can make room yet).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_ring::{SplitConsumer, SplitRing};
+    /// let (mut tx, mut rx) = SplitRing::new(1)?;
+    /// tx.push([1, 0, 0])?;
+    /// assert!(tx.arm_space());
+    /// SplitConsumer::<numashm_ring::HeapSplit>::arm_fence();
+    /// assert_eq!(tx.free_space()?, 0); // full: wait on the fd
+    /// rx.pop()?;
+    /// assert!(rx.notify_space()?); // the consumer saw us waiting: it signals the fd
+    /// tx.disarm_space();
+    /// assert_eq!(tx.free_space()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn arm_space(&mut self) -> bool {
+        // SYNC split-space-seq: pairs with the consumer's Release bump.
+        let Some(seq) = self
+            .mem
+            .consumer_block()
+            .map(|b| b.bell.space_seq.load(Ordering::Acquire))
+        else {
+            return false;
+        };
+        // Relaxed: ordered by the caller's `arm_fence`.
+        self.mem
+            .header()
+            .bell
+            .space_waiting
+            .store(parked_word(seq), Ordering::Relaxed);
+        true
+    }
+
+    /// Ends a wait [`arm_space`](Self::arm_space) announced.
+    ///
+    /// # Examples
+    ///
+    /// See [`arm_space`](Self::arm_space).
+    pub fn disarm_space(&mut self) {
+        // Relaxed: unregistering publishes nothing.
+        self.mem
+            .header()
+            .bell
+            .space_waiting
+            .store(0, Ordering::Relaxed);
+    }
+
     /// Parks on the consumer's `space_seq` while it equals `seq`; `Ok(true)`
     /// if the timeout expired.
     fn park_space(
@@ -450,6 +517,68 @@ impl<M: SplitMemory> SplitConsumer<M> {
         #[cfg(numashm_loom)]
         self.mem.space_futex().wake()?;
         Ok(true)
+    }
+
+    /// Announces a wait for data that the caller makes on something else
+    /// than the futex (an fd the producer signals when
+    /// [`notify`](SplitProducer::notify) returns `Ok(true)`): stores "parked
+    /// on the current `data_seq`" in our block. Then call
+    /// [`arm_fence`](Self::arm_fence) once (after arming every ring), re-check
+    /// with [`has_news`](Self::has_news), wait, and [`disarm`](Self::disarm).
+    /// The Dekker pair is the futex wait's (`SYNC split-data-dekker`), so a
+    /// push after the re-check finds us parked and its `notify` returns
+    /// `true`. Returns `false` without a consumer block (nobody could tell
+    /// us; wait a bounded slice).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_ring::{SplitConsumer, SplitRing};
+    /// let (mut tx, mut rx) = SplitRing::new(4)?;
+    /// assert!(rx.arm());
+    /// SplitConsumer::<numashm_ring::HeapSplit>::arm_fence();
+    /// assert!(!rx.has_news()); // nothing yet: wait on the fd
+    /// tx.push([1, 2, 3])?;
+    /// assert!(tx.notify()?); // the producer saw us parked: it signals the fd
+    /// rx.disarm();
+    /// assert_eq!(rx.pop()?, Some([1, 2, 3]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn arm(&mut self) -> bool {
+        let Some(block) = self.mem.consumer_block() else {
+            return false;
+        };
+        // SYNC split-data-seq: pairs with the producer's Release bump.
+        let seq = self.mem.header().bell.data_seq.load(Ordering::Acquire);
+        // Relaxed: ordered by the caller's `arm_fence`.
+        block.bell.parked.store(parked_word(seq), Ordering::Relaxed);
+        true
+    }
+
+    /// The fence Y of the module docs (`fence(SeqCst)`), once after
+    /// [`arm`](Self::arm) of any number of rings and before their re-checks.
+    ///
+    /// # Examples
+    ///
+    /// See [`arm`](Self::arm).
+    #[inline]
+    pub fn arm_fence() {
+        // SYNC split-data-dekker (and split-space-dekker for
+        // `SplitProducer::arm_space`): orders the parked stores before the
+        // re-checks.
+        fence(Ordering::SeqCst);
+    }
+
+    /// Ends a wait [`arm`](Self::arm) announced: the producer stops waking us.
+    ///
+    /// # Examples
+    ///
+    /// See [`arm`](Self::arm).
+    pub fn disarm(&mut self) {
+        if let Some(block) = self.mem.consumer_block() {
+            // Relaxed: unregistering publishes nothing.
+            block.bell.parked.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Pops the next cell, waiting for it: spins briefly, then parks on the
