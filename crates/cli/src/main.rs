@@ -8,6 +8,7 @@ mod demo;
 mod demo_pool;
 mod pool;
 mod pool_peer;
+mod top;
 mod topology;
 mod util;
 
@@ -72,6 +73,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live view of a layout-4 rendezvous, refreshed: peers, channels, pools, recoveries (read-only; never joins).
+    ///
+    /// Each refresh inspects the rendezvous and every live peer's pool through
+    /// read-only mappings (as `inspect` does); rates are the change of the
+    /// pools' counters and ring positions between two refreshes. Keys: q, Esc
+    /// or Ctrl-C quit.
+    Top {
+        /// The rendezvous file.
+        path: PathBuf,
+        /// Milliseconds between refreshes (and the interval `--once` measures rates over).
+        #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        interval: u64,
+        /// Print one frame (rates over one interval) and exit, instead of the live view.
+        #[arg(long)]
+        once: bool,
+        /// With --once: the frame as JSON.
+        #[arg(long, requires = "once")]
+        json: bool,
+    },
     /// The README's demo: topology, a region per node, growth seen by a guest process, a ping-pong between two sealed pools.
     Demo,
     /// Side-by-side report: each path, its baseline measured in the same run, the ratio.
@@ -130,6 +150,7 @@ fn run(cmd: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Inspect { path, json } => pool::inspect(&path, json),
+        Command::Top { path, interval, once, json } => top::run(&path, std::time::Duration::from_millis(interval), once, json),
         Command::Demo => demo::run(),
         Command::DemoGuest { path } => demo::guest(&path),
         Command::DemoPoolGuest { path } => demo_pool::guest(&path),
