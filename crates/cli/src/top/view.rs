@@ -37,7 +37,10 @@ fn bold() -> Style {
 }
 
 fn table<'a>(title: String, header: &[&'a str], rows: Vec<Row<'a>>, widths: &[u16]) -> Table<'a> {
-    Table::new(rows, widths.iter().map(|&w| Constraint::Length(w)))
+    // The last column (errors, who is slow, classes) takes what is left.
+    let last = widths.len().saturating_sub(1);
+    let widths = widths.iter().enumerate().map(|(i, &w)| if i == last { Constraint::Fill(1) } else { Constraint::Length(w) });
+    Table::new(rows, widths)
         .header(Row::new(header.to_vec()).style(bold()))
         .block(Block::bordered().title(title))
         .column_spacing(1)
