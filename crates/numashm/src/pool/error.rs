@@ -34,6 +34,10 @@ pub enum PoolError {
         /// Its size.
         max: usize,
     },
+    /// Our rendezvous entry's lock (the kernel-held proof that we live) could
+    /// not be taken: `/proc/self/fd` could not be opened or `fcntl` refused.
+    #[error("rendezvous entry lock: {0}")]
+    EntryLock(std::io::Error),
     /// The channel index is not below [`crate::pool::MAX_CHANNELS`].
     #[error("no channel {0}")]
     NoSuchChannel(usize),

@@ -110,7 +110,8 @@ pub struct EntryReport {
     pub pid: u32,
     /// That process's start time it names (clock ticks since boot).
     pub started: u64,
-    /// What the kernel says of that (pid, start time).
+    /// What the kernel says: whether some process holds the entry's lock
+    /// (or, where that cannot be asked, whether the named pid and start time live).
     pub alive: Liveness,
     /// Pool id it advertises.
     pub pool_id: u64,
@@ -381,7 +382,12 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
             S_ATTACHED => EntryState::Attached,
             s => EntryState::Corrupt(s),
         };
-        let alive = liveness(u64::from(hint.pid), hint.started);
+        // The entry's lock is the kernel's word (held: somebody lives there);
+        // only if the kernel would not say, the pid named by the entry is asked about.
+        let alive = match rdv.entry_liveness(i) {
+            Liveness::Unknown => liveness(u64::from(hint.pid), hint.started),
+            known => known,
+        };
         let pool = (state == EntryState::Attached && !alive.is_dead()).then(|| {
             match RemotePool::open(i, &hint) {
                 Ok(remote) => {
@@ -733,6 +739,9 @@ mod tests {
             Words::new(rdv.region.clone(), PEERS_OFF, 8 * ENTRY_WORDS).unwrap().at(e * ENTRY_WORDS + i).store(v, Ordering::Relaxed)
         };
         let me = std::process::id();
+        // Somebody holds entry 5's lock (as a live squatter would), so the report looks at its pool.
+        let squatter = crate::pool::entry_lock::EntryLocks::open(std::os::fd::AsFd::as_fd(&*rdv.region)).unwrap();
+        assert!(squatter.try_take(5).unwrap());
         w(5, 0, crate::pool::rendezvous::pack(S_ATTACHED, 1, me));
         w(5, 2, 0);
         w(5, 3, 77);

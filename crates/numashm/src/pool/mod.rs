@@ -36,6 +36,7 @@
 mod channel;
 mod config;
 mod ends;
+mod entry_lock;
 mod error;
 mod inspect;
 mod liveness;

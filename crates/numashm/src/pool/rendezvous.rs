@@ -17,12 +17,14 @@
 //! time, 2 pool fd number in the owner, 3 pool id, 4 pool reservation bytes,
 //! 5 produced-channel mask, 6 consumed-channel mask.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use numashm_region::{Region, HEADER_LEN};
 
+use crate::pool::entry_lock::EntryLocks;
 use crate::pool::error::PoolError;
-use crate::pool::liveness::liveness;
+use crate::pool::liveness::Liveness;
 use crate::sync::{AtomicU64, Ordering};
 use crate::words::Words;
 
@@ -93,6 +95,10 @@ pub(crate) struct Rendezvous {
     channels: Words,
     peers: Words,
     pub(crate) max_peers: u32,
+    /// Our entry's kernel-held lock and the probe of everyone's (`Err`: why
+    /// they could not be opened; joining then fails with it, probing says
+    /// `Unknown`).
+    locks: Result<EntryLocks, std::io::ErrorKind>,
 }
 
 impl Rendezvous {
@@ -130,7 +136,8 @@ impl Rendezvous {
         let header = Words::new(region.clone(), HEADER_OFF, HEADER_WORDS).ok_or_else(too_small)?;
         let channels = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
         let peers = Words::new(region.clone(), PEERS_OFF, max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
-        Ok(Rendezvous { region, header, channels, peers, max_peers })
+        let locks = EntryLocks::open(region.as_fd()).map_err(|e| e.kind());
+        Ok(Rendezvous { region, header, channels, peers, max_peers, locks })
     }
 
     fn word(&self, entry: u32, w: usize) -> &AtomicU64 {
@@ -150,25 +157,31 @@ impl Rendezvous {
         self.header.at(H_CHANGES).fetch_add(1, Ordering::Release);
     }
 
-    /// Takes an entry: `Empty → Joining` by CAS, fills it, then `Attached`.
-    /// An entry whose process is dead for sure is taken over as if Empty.
+    /// Whether a process holds entry `i` (its kernel-held lock; see
+    /// `entry_lock.rs`): `Dead` only if nobody does.
+    pub(crate) fn entry_liveness(&self, i: u32) -> Liveness {
+        match &self.locks {
+            Ok(l) => l.holder(i),
+            Err(_) => Liveness::Unknown,
+        }
+    }
+
+    /// Takes the first entry nobody holds (its lock, taken first, is the
+    /// claim: the kernel gives it to one process only), fills it, then says
+    /// `Attached`. Whatever the entry's words said before (a dead peer's, or
+    /// a lie), nobody held it.
     pub(crate) fn join(&self, pid: u32, started: u64, pool_fd: u64, pool_id: u64, reserved: u64) -> Result<(u32, u32), PoolError> {
+        let locks = self.locks.as_ref().map_err(|&k| PoolError::EntryLock(k.into()))?;
         for i in 0..self.max_peers {
+            if !locks.try_take(i).map_err(PoolError::EntryLock)? {
+                continue; // held by a live process
+            }
             let ident = self.word(i, E_IDENT);
-            // Relaxed: a first look; the CAS decides.
-            let cur = ident.load(Ordering::Relaxed);
-            let (state, epoch, old_pid) = unpack(cur);
-            let free = state == S_EMPTY
-                || liveness(u64::from(old_pid), self.word(i, E_STARTED).load(Ordering::Relaxed)).is_dead();
-            if !free {
-                continue;
-            }
+            // Relaxed: only the epoch is reused, to tell this use from the last.
+            let (_, epoch, _) = unpack(ident.load(Ordering::Relaxed));
             let epoch = epoch.wrapping_add(1) & 0x00ff_ffff;
-            // AcqRel: exactly one joiner wins the entry; see its previous user's words.
-            if ident.compare_exchange(cur, pack(S_JOINING, epoch, pid), Ordering::AcqRel, Ordering::Relaxed).is_err() {
-                continue;
-            }
             // Relaxed: published by the Release store of the Attached state below.
+            ident.store(pack(S_JOINING, epoch, pid), Ordering::Relaxed);
             self.word(i, E_STARTED).store(started, Ordering::Relaxed);
             self.word(i, E_POOL_FD).store(pool_fd, Ordering::Relaxed);
             self.word(i, E_POOL_ID).store(pool_id, Ordering::Relaxed);
@@ -185,18 +198,13 @@ impl Rendezvous {
 
     /// Puts our own entry's words back where another process overwrote them
     /// (every peer may write the rendezvous; each repairs what is its own, on
-    /// its slow paths). An entry now held by another live process is left alone.
+    /// its slow paths). The entry is ours as long as we hold its lock, which
+    /// no other process can take from us.
     pub(crate) fn repair(&self, entry: u32, epoch: u32, pid: u32, words: &[(usize, u64)]) {
         let ident = self.word(entry, E_IDENT);
         let mine = pack(S_ATTACHED, epoch, pid);
         // Relaxed: a check on a slow path; the words it guards are re-validated by readers.
         let cur = ident.load(Ordering::Relaxed);
-        if cur != mine {
-            let (_, _, other) = unpack(cur);
-            if other != pid && !liveness(u64::from(other), 0).is_dead() {
-                return; // displaced by a live joiner: our links keep working, new ones go elsewhere
-            }
-        }
         let mut changed = false;
         for &(w, v) in words {
             let word = self.word(entry, w);
@@ -226,6 +234,10 @@ impl Rendezvous {
             Ordering::Relaxed,
         );
         self.bump_changes();
+        // Last: the next joiner may take the entry once its lock is free.
+        if let Ok(l) = &self.locks {
+            l.release(entry);
+        }
     }
 
     /// The hints of entry `i` (an Attached entry's words were published before its state).
@@ -267,7 +279,7 @@ impl Rendezvous {
     }
 
     /// Claims channel `c`'s consumer word for `entry`: from 0, or from a
-    /// consumer whose process is dead for sure, whose entry is not Attached
+    /// consumer whose entry nobody holds (its lock is free: the kernel's word), whose entry is not Attached
     /// (left, or taken over), or whose entry does not say it consumes `c` (a
     /// claimer raises that bit before it claims, and repairs it; a word naming
     /// a live peer that does not consume `c` is a lie another process wrote).
@@ -285,7 +297,7 @@ impl Rendezvous {
             if let Some(h) = holder {
                 let e = self.entry(h);
                 let consumes = e.consumes & (1 << c) != 0;
-                if e.state == S_ATTACHED && consumes && !liveness(u64::from(e.pid), e.started).is_dead() {
+                if e.state == S_ATTACHED && consumes && !self.entry_liveness(h).is_dead() {
                     return Err(Some(h));
                 }
             }
