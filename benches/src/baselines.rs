@@ -42,6 +42,7 @@ pub fn pool_pop_push(q: &ArrayQueue<u32>, iters: u64) -> f64 {
 /// Baseline: `iters` × glibc `malloc(1024)` + `free`, ns per pair.
 pub fn malloc_free(iters: u64) -> f64 {
     per_op(iters, || {
+        // libc's malloc and free are the baseline itself.
         // SAFETY: malloc of a fixed size; the pointer (possibly null) goes straight to free.
         unsafe {
             let p = libc::malloc(black_box(1024));

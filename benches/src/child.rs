@@ -86,17 +86,13 @@ pub(crate) fn signal_ready() -> ChildResult {
     Ok(())
 }
 
-/// The CPU the second side runs on: 1, or 0 on a one-CPU machine. (Not
+/// The CPU the second side runs on: the lowest one after 0 in the machine's
+/// topology (hwloc's; normally 1), or 0 on a one-CPU machine. (Not
 /// `available_parallelism`, which counts the caller's affinity mask: 1 once
 /// the caller is pinned.)
 pub fn other_cpu() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if online > 1 {
-        1
-    } else {
-        0
-    }
+    let Ok(topo) = numashm_region::Topology::get() else { return 0 };
+    topo.nodes().iter().flat_map(|n| n.cpus.iter().copied()).filter(|&c| c != 0).min().map_or(0, |c| c as usize)
 }
 
 /// Pins the calling thread to `cpu` (best effort: a failure leaves it unpinned).

@@ -32,6 +32,7 @@ pub fn create_ours(node: u32) -> Duration {
     start.elapsed()
 }
 
+/// The baseline's own mbind through libc (rustix has none; numashm_region's is the side measured).
 fn raw_mbind(ptr: *mut u8, len: usize, node: u32) {
     let mask: [u64; 4] = {
         let mut m = [0u64; 4];

@@ -6,9 +6,7 @@
 /// topology or the CPU cannot be read).
 pub(crate) fn local_node_order() -> Vec<u32> {
     let Ok(topo) = numashm_region::Topology::get() else { return Vec::new() };
-    // libc's sched_getcpu, not rustix's: rustix finds the vDSO by parsing the
-    // auxiliary vector itself, which crashes under valgrind (callgrind counts of
-    // the message path need it).
+    // libc's sched_getcpu, not rustix's: rustix's vDSO lookup crashes under valgrind (callgrind of the message path).
     // SAFETY: sched_getcpu has no preconditions; it returns -1 on error.
     let cpu = unsafe { libc::sched_getcpu() };
     let Ok(cpu) = u32::try_from(cpu) else { return Vec::new() };

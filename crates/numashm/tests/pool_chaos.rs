@@ -343,21 +343,19 @@ fn report_faults() {
         line[at] = b'\n';
         at += 1;
         let mut maps = [0u8; 4096];
-        // SAFETY: write, open, read and _exit are async-signal-safe; every buffer is ours and sized.
-        unsafe {
-            libc::write(2, line.as_ptr().cast(), at);
-            let fd = libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY);
-            if fd >= 0 {
-                loop {
-                    let n = libc::read(fd, maps.as_mut_ptr().cast(), maps.len());
-                    if n <= 0 {
-                        break;
-                    }
-                    libc::write(2, maps.as_ptr().cast(), n as usize);
-                }
+        // rustix's write, open, read and close are raw system calls (no allocation, no
+        // errno): async-signal-safe.
+        // SAFETY: fd 2 is stderr, open for the whole life of the process.
+        let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
+        let _ = rustix::io::write(stderr, &line[..at]);
+        if let Ok(fd) = rustix::fs::open(c"/proc/self/maps", rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()) {
+            while let Ok(n @ 1..) = rustix::io::read(&fd, &mut maps) {
+                let _ = rustix::io::write(stderr, &maps[..n]);
             }
-            libc::_exit(77);
         }
+        // libc's _exit, sigaction and siginfo: rustix 1.1 has no public wrapper for them.
+        // SAFETY: _exit is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(77) }
     }
     for sig in [libc::SIGBUS, libc::SIGSEGV] {
         // SAFETY: a zeroed sigaction is valid; the handler above is async-signal-safe and never returns.

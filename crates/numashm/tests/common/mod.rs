@@ -29,7 +29,9 @@ pub fn wait_ok(child: Child, timeout: Duration) -> std::process::Output {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let dog = std::thread::spawn(move || {
         if rx.recv_timeout(timeout).is_err() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
         }
     });
     let out = child.wait_with_output().unwrap();
