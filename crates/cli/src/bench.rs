@@ -64,9 +64,10 @@ pub fn run(quick: bool, as_json: bool) -> Result<(), CliError> {
         for c in &results {
             println!("  {}: ours = {}; baseline = {}", c.name, c.ours_label, c.baseline_label);
         }
+        // Only in the plain report: with --json, stdout is the one JSON object.
+        let line: Vec<String> = results.iter().map(|c| format!("{}={:.3}", c.name, c.ratio)).collect();
+        println!("ratios: {}", line.join(" "));
     }
-    let line: Vec<String> = results.iter().map(|c| format!("{}={:.3}", c.name, c.ratio)).collect();
-    println!("ratios: {}", line.join(" "));
     Ok(())
 }
 

@@ -358,6 +358,7 @@ fn report_faults() {
         unsafe { libc::_exit(77) }
     }
     for sig in [libc::SIGBUS, libc::SIGSEGV] {
+        // libc's sigaction: rustix 1.1 has no public one.
         // SAFETY: a zeroed sigaction is valid; the handler above is async-signal-safe and never returns.
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
