@@ -214,8 +214,8 @@ impl std::error::Error for SendError<'_> {}
 /// See [`Peer`].
 #[derive(Debug)]
 pub struct Sender<'p> {
-    peer: &'p Peer,
-    channel: usize,
+    pub(crate) peer: &'p Peer,
+    pub(crate) channel: usize,
 }
 
 /// The consumer end of a channel: reads every producer's ring, returns slots.
@@ -225,8 +225,8 @@ pub struct Sender<'p> {
 /// See [`Peer`].
 #[derive(Debug)]
 pub struct Receiver<'p> {
-    peer: &'p Peer,
-    channel: usize,
+    pub(crate) peer: &'p Peer,
+    pub(crate) channel: usize,
 }
 
 impl Peer {
@@ -332,7 +332,12 @@ impl Peer {
                     m &= m - 1;
                     if let Some(p) = produced[c].as_mut() {
                         // A failed FUTEX_WAKE still pushed: the receiver's bounded park finds it.
-                        let _ = p.ring.notify_after_fence();
+                        if let Ok(true) = p.ring.notify_after_fence() {
+                            // It was parked: an async consumer waits on its wake pipe.
+                            if let Some(b) = p.bound.as_mut() {
+                                b.wake.signal(&b.remote);
+                            }
+                        }
                     }
                 }
             }

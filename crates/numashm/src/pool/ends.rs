@@ -33,6 +33,7 @@ use crate::pool::error::PoolError;
 use crate::pool::liveness::liveness;
 use crate::pool::own::{LINK_VALID, MAX_LINKS};
 use crate::pool::peer::Peer;
+use crate::pool::wake::PeerWake;
 use crate::pool::remote::{RemotePool, MAX_RING_CELLS};
 use crate::pool::rendezvous::{E_CONSUMES, E_PRODUCES, S_ATTACHED};
 use crate::pool::MAX_CHANNELS;
@@ -61,6 +62,8 @@ pub(crate) struct Produced {
 pub(crate) struct Bound {
     pub(crate) remote: Arc<RemotePool>,
     pub(crate) returns: SplitConsumer<SharedSplit>,
+    /// The consumer's wake pipe (async waits), opened when first needed.
+    pub(crate) wake: PeerWake,
 }
 
 impl Produced {
@@ -110,6 +113,8 @@ pub(crate) struct Link {
     pub(crate) confirmed: bool,
     /// Pops since we last told a producer waiting for room (see `Link::popped`).
     pub(crate) unnotified: u32,
+    /// The producer's wake pipe (an async send waiting for room), opened when first needed.
+    pub(crate) wake: PeerWake,
     /// The producer replaced this ring (we were found gone): read nothing more.
     pub(crate) stale: bool,
     pub(crate) channel: usize,
@@ -135,7 +140,10 @@ impl Link {
         let every = (self.ring.capacity() / 4).clamp(1, 32) as u32;
         if self.unnotified >= every {
             self.unnotified = 0;
-            let _ = self.ring.notify_space();
+            if let Ok(true) = self.ring.notify_space() {
+                // It was waiting: an async producer waits on its wake pipe.
+                self.wake.signal(&self.remote);
+            }
         }
     }
 
@@ -268,7 +276,10 @@ impl Peer {
         // Release: SYNC bind-publish, our attachment before the consumer may read
         // (it reads only after seeing its pool id here, Acquire).
         self.pool.channel_word(c, CH_BOUND).store(remote.id, Ordering::Release);
-        p.bound = Some(Bound { remote, returns });
+        let mut bound = Bound { remote, returns, wake: PeerWake::default() };
+        // An async consumer waiting for this bind is told now (if it has a wake pipe).
+        bound.wake.signal(&bound.remote);
+        p.bound = Some(bound);
         p.was_bound = true;
         Ok(true)
     }
@@ -408,6 +419,7 @@ impl Peer {
             held: 0,
             confirmed: false,
             unnotified: 0,
+            wake: PeerWake::default(),
             stale: false,
             channel: c,
             ring_off: ch.ring_off,

@@ -33,6 +33,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_end;
 mod channel;
 mod config;
 mod ends;
@@ -45,7 +47,10 @@ mod peer;
 mod remote;
 mod rendezvous;
 mod returns;
+mod wake;
 
+#[cfg(feature = "tokio")]
+pub use async_end::{AsyncError, AsyncReceiver, AsyncSendError, AsyncSender};
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use config::PeerConfig;
 pub use error::{ChannelError, PoolError};

@@ -14,6 +14,7 @@
 //! | 5, 6 | messages sent, received |
 //! | 7, 8 | returns accepted, bad returns dropped |
 //! | 9 | allocator offset |
+//! | 10, 11 | wake pipe (async waits, `wake.rs`): its read end's fd number + 1 (0: none), its inode |
 //! | 64 + 4c .. | channel `c` we produce: data ring block offset, capacity, return-head block offset, bound consumer entry + 1 |
 //! | 320 + 8l .. | link `l` (a channel we consume from one producer): `valid << 63 \| channel << 32 \| producer entry`, producer pool id, our head block offset, our return ring block offset, the producer's ring offset it reads, return ring capacity |
 #![allow(unsafe_code)] // PoolMemory over the sealed mapping (one impl, SAFETY on each block)
@@ -188,5 +189,7 @@ mod documented {
         assert!(doc.contains(&format!("from {P_CHANNELS}, four words per channel")), "channel table");
         assert!(doc.contains(&format!("from {P_LINKS}, eight words per link")), "link table");
         assert_eq!((CHANNEL_WORDS, LINK_WORDS), (4, 8));
+        use crate::pool::wake::{P_WAKE_FD, P_WAKE_INODE};
+        assert!(doc.contains(&format!("{P_WAKE_FD} wake pipe fd + 1 (0: none), {P_WAKE_INODE} wake pipe inode")), "wake pipe words");
     }
 }

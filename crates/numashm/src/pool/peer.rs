@@ -61,6 +61,10 @@ pub struct Peer {
     pub(crate) returns_due: Cell<u64>,
     pub(crate) consumed: RefCell<Vec<Option<Consumed>>>,
     pub(crate) lost_to_dead: Cell<u64>,
+    /// Our wake pipe for async waits (`wake.rs`), made on first use and
+    /// kept while we live (its fd number is published in our pool header).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async ends
+    pub(crate) wake: std::cell::OnceCell<crate::pool::wake::WakePipe>,
     _one_thread: PhantomData<Cell<()>>,
 }
 
@@ -179,6 +183,7 @@ impl Peer {
             returns_due: Cell::new(0),
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
+            wake: std::cell::OnceCell::new(),
             _one_thread: PhantomData,
         })
     }
