@@ -413,3 +413,32 @@ fn oversize_messages_rotate_over_a_few_dedicated_extents() {
     a.collect_returns();
     assert_eq!(lent(&a), 0);
 }
+
+/// The bind handshake's deadlock, found by the 4 MiB round-trip bench (about
+/// one run in three): a producer sends its first message before its consumer
+/// has linked the ring, so the send cannot bind it, and then only polls for a
+/// reply. The consumer reads a ring only once bound; the producer's empty
+/// receives now bind it, so the message arrives without another send.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_producer_that_only_polls_after_sending_still_binds_its_late_consumer() {
+    let a = Peer::create_anonymous("late-link", 4, PeerConfig::new("ll-a")).unwrap();
+    let b = a.join_same(PeerConfig::new("ll-b")).unwrap();
+    let rx = b.receiver(0).unwrap(); // b claims channel 0 before a produces it: no link yet
+    let tx = a.sender(0).unwrap(); // a's bind finds b named but not linked
+    let mut m = tx.alloc(8).unwrap();
+    m.copy_from_slice(&7u64.to_le_bytes());
+    tx.send(m).map_err(|e| e.error).unwrap();
+    let replies = a.receiver(1).unwrap();
+    assert!(matches!(rx.try_recv(), Err(ChannelError::Empty)), "b links, but a has not bound it yet");
+    // a only polls (as a sender waiting for its reply does); b only polls.
+    let mut got = None;
+    for _ in 0..100_000 {
+        assert!(matches!(replies.try_recv(), Err(ChannelError::Empty)));
+        if let Ok(msg) = rx.try_recv() {
+            got = Some(u64::from_le_bytes(msg[..8].try_into().unwrap()));
+            break;
+        }
+    }
+    assert_eq!(got, Some(7), "the consumer never got the message");
+}

@@ -316,6 +316,9 @@ impl Peer {
                     Ok(()) => {
                         sent |= 1 << c;
                         p.unreturned += 1;
+                        if p.bound.is_none() {
+                            self.unbound_sent.set(self.unbound_sent.get() | 1 << c);
+                        }
                         if p.returns_due() {
                             self.returns_due.set(self.returns_due.get() | 1 << c);
                         }
@@ -575,12 +578,15 @@ impl<'p> Receiver<'p> {
                     }
                 }
                 if peer.rdv.changes() == cs.seen_changes {
+                    drop(consumed);
+                    peer.idle();
                     return Err(ChannelError::Empty);
                 }
             }
         }
         // Slow path: the set of producers may have changed.
         peer.rescan(c);
+        peer.idle();
         Err(ChannelError::Empty)
     }
 

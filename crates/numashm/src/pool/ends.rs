@@ -279,9 +279,35 @@ impl Peer {
         let mut bound = Bound { remote, returns, wake: PeerWake::default() };
         // An async consumer waiting for this bind is told now (if it has a wake pipe).
         bound.wake.signal(&bound.remote);
+        self.unbound_sent.set(self.unbound_sent.get() & !(1 << c));
         p.bound = Some(bound);
         p.was_bound = true;
         Ok(true)
+    }
+
+    /// An empty receive: if we sent into a ring no consumer is bound to,
+    /// try to bind it now and then (its consumer waits for that).
+    #[inline]
+    pub(crate) fn idle(&self) {
+        if self.unbound_sent.get() != 0 {
+            self.bind_while_idle();
+        }
+    }
+
+    /// Every 1024th empty receive while `unbound_sent` is not empty: bind
+    /// those channels (a few syscalls each when a consumer is named).
+    #[cold]
+    fn bind_while_idle(&self) {
+        let n = self.idle_polls.get().wrapping_add(1);
+        self.idle_polls.set(n);
+        if n % 1024 != 1 {
+            return;
+        }
+        for c in channels(self.unbound_sent.get()) {
+            if let Ok(true) = self.bind(c) {
+                self.unbound_sent.set(self.unbound_sent.get() & !(1 << c));
+            }
+        }
     }
 
     /// Tries to bind every channel we produce that has no consumer bound yet

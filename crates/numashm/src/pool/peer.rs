@@ -59,6 +59,14 @@ pub struct Peer {
     /// Bit `c` set when channel `c`'s reader may have half a return ring
     /// waiting for us (`Produced::returns_due`); cleared when drained.
     pub(crate) returns_due: Cell<u64>,
+    /// Bit `c` set when we pushed into channel `c`'s ring while no consumer
+    /// was bound to it: its consumer reads only after we bind it (the bind
+    /// handshake), so our empty receives try to bind it now and then
+    /// (`Peer::bind_while_idle`), and a sender that only waits on replies
+    /// cannot deadlock with its consumer.
+    pub(crate) unbound_sent: Cell<u64>,
+    /// Empty receives since the last `bind_while_idle` attempt.
+    pub(crate) idle_polls: Cell<u32>,
     pub(crate) consumed: RefCell<Vec<Option<Consumed>>>,
     pub(crate) lost_to_dead: Cell<u64>,
     /// Our wake pipe for async waits (`wake.rs`), made on first use and
@@ -181,6 +189,8 @@ impl Peer {
             produced: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             produced_mask: Cell::new(0),
             returns_due: Cell::new(0),
+            unbound_sent: Cell::new(0),
+            idle_polls: Cell::new(0),
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
             wake: std::cell::OnceCell::new(),
