@@ -248,6 +248,7 @@ fn pool_json(p: &PoolReport) -> Value {
         "received": p.received,
         "returns_accepted": p.returns_accepted,
         "bad_returns": p.bad_returns,
+        "lost_to_dead_consumers": p.lost_to_dead_consumers,
         "allocator": allocator,
     })
 }

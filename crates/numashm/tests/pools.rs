@@ -224,6 +224,10 @@ fn a_consumer_killed_holding_messages_gives_every_slot_back_to_the_owner() {
     host.collect_returns();
     assert_eq!(lent(&host), 0, "every slot lent to the dead consumer is back");
     assert!(host.lost_to_dead_consumers() >= 1);
+    // Published in the pool header, for inspectors (`numashm inspect`, `numashm top`).
+    let r = numashm::pool::inspect_fd(host.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
+    let mine = r.entries.iter().find(|e| e.index == host.entry()).unwrap();
+    assert_eq!(mine.pool.as_ref().unwrap().as_ref().unwrap().lost_to_dead_consumers, host.lost_to_dead_consumers());
     drop(host);
     let _ = std::fs::remove_file(&path);
 }

@@ -84,6 +84,8 @@ pub struct Recoveries {
     /// Returned handles the owners refused, over all pools.
     pub bad_returns: u64,
     pub bad_returns_rate: Option<f64>,
+    /// Slots owners took back from consumers that died holding them, over all pools.
+    pub lost_to_dead_consumers: u64,
     /// Entries the kernel says are dead (entry, pid).
     pub dead: Vec<(u32, u32)>,
     /// Channels whose named consumer is dead: its producers reclaim what it held.
@@ -187,6 +189,7 @@ pub fn build(path: &str, before: &RendezvousReport, now: &RendezvousReport, seco
         }
         if let Some(p) = p {
             rec.bad_returns = rec.bad_returns.saturating_add(p.bad_returns);
+            rec.lost_to_dead_consumers = rec.lost_to_dead_consumers.saturating_add(p.lost_to_dead_consumers);
             bad_before = bad_before.zip(was.map(|w| w.bad_returns)).map(|(a, b)| a.saturating_add(b));
             pools.push(pool_row(e.index, p, &mut rec.errors));
         }
@@ -336,6 +339,7 @@ impl Snapshot {
             "recoveries": {
                 "bad_returns": self.recoveries.bad_returns,
                 "bad_returns_per_s": opt(self.recoveries.bad_returns_rate),
+                "slots_reclaimed_from_dead_consumers": self.recoveries.lost_to_dead_consumers,
                 "dead_entries": self.recoveries.dead.iter().map(|(e, pid)| json!({"entry": e, "pid": pid})).collect::<Vec<_>>(),
                 "channels_with_dead_consumer": self.recoveries.dead_consumers,
                 "rings_replaced": self.recoveries.rings_replaced.iter().map(|(c, p)| json!({"channel": c, "producer": p})).collect::<Vec<_>>(),

@@ -170,7 +170,12 @@ fn draw_recoveries(f: &mut Frame, s: &Snapshot, area: Rect) {
     let r = &s.recoveries;
     let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
     let mut lines = vec![
-        Line::from(format!("bad returns: {} ({})", r.bad_returns, per_s(r.bad_returns_rate))),
+        Line::from(format!(
+            "bad returns: {} ({})   slots reclaimed from dead consumers: {}",
+            r.bad_returns,
+            per_s(r.bad_returns_rate),
+            r.lost_to_dead_consumers
+        )),
         Line::from(format!(
             "dead entries: {}   channels with a dead consumer: {}",
             list(r.dead.iter().map(|(e, pid)| format!("{e} (pid {pid})")).collect()),

@@ -31,7 +31,7 @@ use numashm_varslot::OwnedSlot;
 
 use crate::pool::error::PoolError;
 use crate::pool::liveness::liveness;
-use crate::pool::own::{LINK_VALID, MAX_LINKS};
+use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
 use crate::pool::peer::Peer;
 use crate::pool::wake::PeerWake;
 use crate::pool::remote::{RemotePool, MAX_RING_CELLS};
@@ -248,6 +248,7 @@ impl Peer {
             // still in the ring) comes back; the next consumer gets a fresh ring.
             let reclaimed = self.pool.alloc.reclaim_reader(c as u32);
             self.lost_to_dead.set(self.lost_to_dead.get() + reclaimed as u64);
+            self.pool.bump(P_LOST_TO_DEAD, reclaimed as u64);
             let old = std::mem::replace(p, self.new_ring(c)?);
             let _ = self.pool.alloc.free(old.ring_block.handle);
             let _ = self.pool.alloc.free(old.head_block.handle);

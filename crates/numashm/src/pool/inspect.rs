@@ -16,7 +16,7 @@ pub use numashm_varslot::{ClassCensus, ExtentView, OwnerView, OwnerViewError};
 
 use crate::pool::error::PoolError;
 use crate::pool::liveness::{liveness, Liveness};
-use crate::pool::own::{ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS};
+use crate::pool::own::{ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_LOST_TO_DEAD, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS};
 use crate::pool::remote::{ChannelHint, RemotePool};
 use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
@@ -89,6 +89,9 @@ pub struct PoolReport {
     pub returns_accepted: u64,
     /// Returned handles the owner refused (bogus, stale, not lent to that reader).
     pub bad_returns: u64,
+    /// Slots the owner took back from consumers that died holding them (or
+    /// with them queued), counted by the owner.
+    pub lost_to_dead_consumers: u64,
     /// The owner allocator's classes and extents, validated.
     pub allocator: Result<OwnerView, InspectError>,
 }
@@ -461,6 +464,7 @@ fn pool_report(remote: &RemotePool) -> Result<PoolReport, InspectError> {
         received: word(P_RECEIVED),
         returns_accepted: word(P_RETURNS),
         bad_returns: word(P_BAD_RETURNS),
+        lost_to_dead_consumers: word(P_LOST_TO_DEAD),
         allocator,
     })
 }

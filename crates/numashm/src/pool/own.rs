@@ -51,6 +51,8 @@ pub(crate) const P_RECEIVED: usize = 6;
 pub(crate) const P_RETURNS: usize = 7;
 pub(crate) const P_BAD_RETURNS: usize = 8;
 pub(crate) const P_ALLOC_OFF: usize = 9;
+/// Slots reclaimed from consumers that died holding them (or queued to them).
+pub(crate) const P_LOST_TO_DEAD: usize = 12;
 pub(crate) const P_CHANNELS: usize = 64;
 pub(crate) const CHANNEL_WORDS: usize = 4;
 pub(crate) const P_LINKS: usize = 320;
@@ -191,5 +193,6 @@ mod documented {
         assert_eq!((CHANNEL_WORDS, LINK_WORDS), (4, 8));
         use crate::pool::wake::{P_WAKE_FD, P_WAKE_INODE};
         assert!(doc.contains(&format!("{P_WAKE_FD} wake pipe fd + 1 (0: none), {P_WAKE_INODE} wake pipe inode")), "wake pipe words");
+        assert!(doc.contains(&format!("{P_LOST_TO_DEAD} slots reclaimed from dead consumers")), "lost word");
     }
 }
