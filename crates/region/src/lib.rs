@@ -45,4 +45,5 @@ pub use error::{Errno, Hint, RegionError, Result, SealFlags};
 pub use header::{parse_header, HeaderInfo, HEADER_FIELDS_LEN, HEADER_LEN, MAX_REGION_LEN, REGION_MAGIC, REGION_VERSION};
 pub use policy::{CachePolicy, MemPolicy, NodeSet, PageSize, Placement};
 pub use region::{AttachOptions, MAX_POOL_LEN, NodePages, Protection, Region, RegionAdvice, RegionOptions, SharedObject, UncheckedAdvice};
+pub use region::{add_seals, protect_range, revoke_range, seals_of, FdMapping};
 pub use topology::{anon_thp_mode, free_huge_pages, shmem_thp_mode, total_huge_pages, NumaNode, Topology};

@@ -29,6 +29,9 @@ mod ranges;
 // side (attach a peer's pool read-only).
 mod peer_pool;
 mod sealed;
+// Standalone fd mappings and sealable memfds: the ownership layer's mapping calls.
+mod fd_mapping;
+mod memfd;
 
 pub use advice::{RegionAdvice, UncheckedAdvice};
 pub use attach::AttachOptions;
@@ -36,6 +39,8 @@ pub use numa::NodePages;
 pub use object::SharedObject;
 pub use peer_pool::MAX_POOL_LEN;
 pub use ranges::Protection;
+pub use fd_mapping::{protect_range, revoke_range, FdMapping};
+pub use memfd::{add_seals, seals_of};
 
 const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
 

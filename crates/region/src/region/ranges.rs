@@ -11,21 +11,41 @@ use super::Region;
 use crate::error::{RegionError, Result};
 use crate::header::HEADER_LEN;
 
-/// Memory protection for [`Region::add_fd_mapping`].
+/// Memory protection for [`Region::add_fd_mapping`] and [`FdMapping`](super::FdMapping).
+/// Every protection includes read: write or execute without read is still
+/// readable on x86 and arm64, so this type does not pretend otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
     /// Read only.
     Read,
     /// Read and write.
     ReadWrite,
+    /// Read and execute.
+    ReadExec,
+    /// Read, write and execute.
+    ReadWriteExec,
 }
 
 impl Protection {
-    fn flags(self) -> ProtFlags {
+    pub(super) fn flags(self) -> ProtFlags {
         match self {
             Protection::Read => ProtFlags::READ,
             Protection::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+            Protection::ReadExec => ProtFlags::READ | ProtFlags::EXEC,
+            Protection::ReadWriteExec => ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
         }
+    }
+
+    /// Whether writes are allowed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(numashm_region::Protection::ReadWrite.is_writable());
+    /// assert!(!numashm_region::Protection::ReadExec.is_writable());
+    /// ```
+    pub fn is_writable(self) -> bool {
+        matches!(self, Protection::ReadWrite | Protection::ReadWriteExec)
     }
 }
 
