@@ -6,9 +6,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use numashm_region::{AttachOptions, Region};
+use numashm_region::{add_seals, seals_of, AttachOptions, Region, RegionError, SealFlags};
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::fs::{Mode, OFlags, SealFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -543,11 +543,16 @@ impl State {
 /// its owner at any time), `EPERM` (sealing is closed without that seal, or the
 /// fd is not writable).
 fn seal_against_shrinking(fd: &OwnedFd) -> Result<(), Errno> {
-    let have = rustix::fs::fcntl_get_seals(fd)?;
+    let have = seals_of(fd.as_fd()).map_err(errno)?;
     if !have.contains(SealFlags::SHRINK) {
-        rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK)?;
+        add_seals(fd.as_fd(), SealFlags::SHRINK).map_err(errno)?;
     }
     Ok(())
+}
+
+/// The errno of a failed seal call (they only fail with one).
+fn errno(e: RegionError) -> Errno {
+    e.errno().unwrap_or(Errno::INVAL)
 }
 
 /// A new open file description of the region's object: read-only for
@@ -573,11 +578,11 @@ fn check_offer_fd(fd: &OwnedFd, len: u64, grants: Perms) -> Result<(), Errno> {
     if !grants.contains(Perms::W) {
         want |= SealFlags::FUTURE_WRITE;
     }
-    let have = rustix::fs::fcntl_get_seals(fd)?; // EINVAL: not shmem
+    let have = seals_of(fd.as_fd()).map_err(errno)?; // EINVAL: not shmem
     if !have.contains(want) {
-        rustix::fs::fcntl_add_seals(fd, want - have)?; // EPERM: F_SEAL_SEAL without what we need
+        add_seals(fd.as_fd(), want - have).map_err(errno)?; // EPERM: F_SEAL_SEAL without what we need
     }
-    if !rustix::fs::fcntl_get_seals(fd)?.contains(want) {
+    if !seals_of(fd.as_fd()).map_err(errno)?.contains(want) {
         return Err(Errno::PERM);
     }
     Ok(())

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use numashm_region::{AttachOptions, Protection, Region};
-use rustix::fs::{MemfdFlags, SealFlags};
+use numashm_region::{add_seals, protect_range, revoke_range, AttachOptions, FdMapping, Protection, Region, SealFlags, SharedObject};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::descriptor::Descriptor;
@@ -206,9 +204,7 @@ impl BrokerClient {
         if flags.grants().is_empty() {
             return Err(invalid("flags", "an offer must grant at least one permission"));
         }
-        let memfd = rustix::fs::memfd_create("numashm-offer", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-            .map_err(|e| OfferError::sys("memfd_create", e))?;
-        rustix::fs::ftruncate(&memfd, len as u64).map_err(|e| OfferError::sys("ftruncate", e))?;
+        let memfd = SharedObject::with_len("numashm-offer", len)?;
         let mut chunk = vec![0u8; len.min(1 << 20)];
         let mut done = 0;
         while done < len {
@@ -230,7 +226,7 @@ impl BrokerClient {
         if !flags.grants().contains(Perms::W) {
             seals |= SealFlags::FUTURE_WRITE;
         }
-        rustix::fs::fcntl_add_seals(&memfd, seals).map_err(|e| OfferError::sys("fcntl(F_ADD_SEALS)", e))?;
+        add_seals(memfd.as_fd(), seals)?;
         self.inner
             .offers
             .lock()
@@ -306,12 +302,10 @@ impl BrokerClient {
         if st.st_size as u64 != len as u64 {
             return Err(invalid("len", "the received memfd's size differs from the announced length"));
         }
-        // SAFETY: a new shared mapping of a memfd of exactly `len` bytes, at an
-        // address the kernel chooses: it replaces nothing. The memfd is sealed
-        // against shrinking (the broker checked), so touching it cannot SIGBUS.
-        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, perms.prot(), MapFlags::SHARED, &fd, 0) }
-            .map_err(|e| OfferError::sys("mmap (claim)", e))?;
-        Ok(Claimed { addr: ptr as usize, len, perms, fd })
+        // The memfd is sealed against shrinking (the broker checked), so
+        // touching the mapping cannot SIGBUS.
+        let map = FdMapping::map(fd.as_fd(), len, perms.protection())?;
+        Ok(Claimed { map, perms, fd })
     }
 
     /// Lists the offers this process sent and received. When `buf` is too small
@@ -443,40 +437,22 @@ fn apply_drop(inner: &Inner, addr: u64, len: u64, drop: Perms) -> Result<(), Err
         return Err(Errno::INVAL);
     }
     let left = o.perms.without(drop);
-    let ptr = addr as usize as *mut std::ffi::c_void;
+    let ptr = addr as usize as *mut u8;
+    let errno = |e: numashm_region::RegionError| e.errno().unwrap_or(Errno::INVAL);
     if left.is_empty() || !left.contains(Perms::R) {
         // Every permission dropped (or read dropped: writes alone cannot be had
-        // on x86): the memfd mapping is replaced by an inaccessible reservation.
-        // A bare munmap would leave a hole inside the region's reserved range
-        // where another mmap could land and later be unmapped by the region's Drop.
+        // on x86): the memfd mapping is replaced by an inaccessible reservation
+        // (a bare munmap would leave a hole inside the region's reserved range).
         // SAFETY: `addr..addr+len` is the range this process offered (recorded by
-        // `offer`, whose caller promised not to access it after the drop); MAP_FIXED
-        // replaces exactly that range.
-        unsafe {
-            rustix::mm::mmap_anonymous(
-                ptr,
-                o.len,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
-            )?
-        };
+        // `offer`, whose caller promised not to access it after the drop).
+        unsafe { revoke_range(ptr, o.len) }.map_err(errno)?;
         offers.remove(&addr);
     } else {
-        // SAFETY: as above; mprotect only lowers the permissions of our own range.
-        unsafe { rustix::mm::mprotect(ptr, o.len, left.prot().into_mprotect())? };
+        // SAFETY: as above; the protection only loses what was dropped.
+        unsafe { protect_range(ptr, o.len, left.protection()) }.map_err(errno)?;
         o.perms = left;
     }
     Ok(())
-}
-
-trait IntoMprotect {
-    fn into_mprotect(self) -> rustix::mm::MprotectFlags;
-}
-
-impl IntoMprotect for ProtFlags {
-    fn into_mprotect(self) -> rustix::mm::MprotectFlags {
-        rustix::mm::MprotectFlags::from_bits_truncate(self.bits())
-    }
 }
 
 /// Memory claimed from an offer, mapped in this process; unmapped on drop.
@@ -486,17 +462,10 @@ impl IntoMprotect for ProtFlags {
 /// See [`BrokerClient`].
 #[derive(Debug)]
 pub struct Claimed {
-    addr: usize,
-    len: usize,
+    map: FdMapping,
     perms: Perms,
     fd: OwnedFd,
 }
-
-// SAFETY: `Claimed` owns its mapping and its fd; the raw address is only
-// dereferenced in bounds-checked copies, which are safe from any thread.
-unsafe impl Send for Claimed {}
-// SAFETY: as above: `&self` methods copy bytes and never hand out references.
-unsafe impl Sync for Claimed {}
 
 impl Claimed {
     /// `(local_addr, size)`.
@@ -505,7 +474,7 @@ impl Claimed {
     ///
     /// See [`BrokerClient`].
     pub fn parts(&self) -> (usize, usize) {
-        (self.addr, self.len)
+        (self.map.addr(), self.map.len())
     }
 
     /// Where the memory is mapped here.
@@ -514,7 +483,7 @@ impl Claimed {
     ///
     /// See [`BrokerClient`].
     pub fn addr(&self) -> usize {
-        self.addr
+        self.map.addr()
     }
 
     /// Bytes mapped.
@@ -523,7 +492,7 @@ impl Claimed {
     ///
     /// See [`BrokerClient`].
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Always `false`: offers are at least one page.
@@ -532,7 +501,7 @@ impl Claimed {
     ///
     /// See [`BrokerClient`].
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.is_empty()
     }
 
     /// The permissions of the mapping.
@@ -555,10 +524,7 @@ impl Claimed {
     /// See [`BrokerClient`].
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), OfferError> {
         self.check(offset, buf.len())?;
-        // SAFETY: 1. in bounds of our readable mapping (checked; claims always
-        // include R); 2. `buf` is distinct; bytes are copied, no reference escapes.
-        unsafe { std::ptr::copy_nonoverlapping((self.addr as *const u8).add(offset), buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        Ok(self.map.read_at(offset, buf)?)
     }
 
     /// Copies bytes in at `offset`.
@@ -575,14 +541,12 @@ impl Claimed {
             return Err(invalid("write", "the claim is not writable"));
         }
         self.check(offset, data.len())?;
-        // SAFETY: 1. in bounds of our writable mapping (checked); 2. `data` is distinct.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (self.addr as *mut u8).add(offset), data.len()) };
-        Ok(())
+        Ok(self.map.write_at(offset, data)?)
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<(), OfferError> {
-        if offset.checked_add(len).map_or(true, |end| end > self.len) {
-            return Err(invalid("range", format!("{offset:#x}+{len:#x} outside {:#x} bytes", self.len)));
+        if offset.checked_add(len).map_or(true, |end| end > self.map.len()) {
+            return Err(invalid("range", format!("{offset:#x}+{len:#x} outside {:#x} bytes", self.map.len())));
         }
         Ok(())
     }
@@ -591,15 +555,5 @@ impl Claimed {
 impl AsFd for Claimed {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `claim` made; `self` is going away,
-        // and no reference into it was handed out.
-        unsafe {
-            let _ = rustix::mm::munmap(self.addr as *mut _, self.len);
-        }
     }
 }

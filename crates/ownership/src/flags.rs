@@ -92,19 +92,16 @@ impl Perms {
         Perms(self.0 & !other.0)
     }
 
-    pub(crate) fn prot(self) -> rustix::mm::ProtFlags {
-        use rustix::mm::ProtFlags;
-        let mut p = ProtFlags::empty();
-        if self.contains(Perms::R) {
-            p |= ProtFlags::READ;
+    /// The mapping protection for these permissions. Every protection reads:
+    /// write or execute without read still reads on x86 and arm64.
+    pub(crate) fn protection(self) -> numashm_region::Protection {
+        use numashm_region::Protection;
+        match (self.contains(Perms::W), self.contains(Perms::X)) {
+            (false, false) => Protection::Read,
+            (true, false) => Protection::ReadWrite,
+            (false, true) => Protection::ReadExec,
+            (true, true) => Protection::ReadWriteExec,
         }
-        if self.contains(Perms::W) {
-            p |= ProtFlags::WRITE;
-        }
-        if self.contains(Perms::X) {
-            p |= ProtFlags::EXEC;
-        }
-        p
     }
 }
 

@@ -1,11 +1,11 @@
 //! The mapping table: where each process mapped the region (seqlock-style
-//! slots, dead processes pruned), and [`Descriptor::map`]'s own mappings.
-#![allow(unsafe_code)]
+//! slots, dead processes pruned), and [`Descriptor::map`]'s own mappings
+//! (a region [`FdMapping`] plus the record).
 
 use std::os::fd::AsFd;
 
 use numashm_region::process::{identify, is_same_live_process, self_pid, IdentifyError, PID_MAX};
-use rustix::mm::MapFlags;
+use numashm_region::FdMapping;
 
 use super::{Descriptor, MAX_MAPPINGS, SC};
 use crate::error::{DescriptorError, Errno};
@@ -249,33 +249,32 @@ impl<'r> Descriptor<'r> {
             return Err(DescriptorError::Permission { asked: perms, detail: "a mapping needs read permission" });
         }
         let len = self.region.len();
-        let (hint, flags) = match at {
+        let prot = perms.protection();
+        let fd = self.region.as_fd();
+        // FIXED_NOREPLACE (in `map_at`): an address in use is refused (EEXIST),
+        // so no memory anyone uses is touched.
+        let map = match at {
             Some(a) if a % PAGE != 0 || a == 0 => {
                 return Err(DescriptorError::Misaligned { what: "address", value: a, page: PAGE })
             }
-            Some(a) => (a, MapFlags::SHARED | MapFlags::FIXED_NOREPLACE),
-            None => (0, MapFlags::SHARED),
+            Some(a) => FdMapping::map_at(fd, len, prot, a),
+            None => FdMapping::map(fd, len, prot),
         };
-        // SAFETY: a new shared mapping of the region's fd; with a requested
-        // address, FIXED_NOREPLACE never replaces an existing mapping (EEXIST),
-        // so no memory anyone uses is touched.
-        let ptr = unsafe { rustix::mm::mmap(hint as *mut _, len, perms.prot(), flags, self.region.as_fd(), 0) };
-        let ptr = match ptr {
-            Ok(p) => p,
-            Err(Errno::EXIST) => return Err(DescriptorError::AddressTaken { addr: hint }),
-            Err(e @ (Errno::ACCESS | Errno::PERM)) => {
-                let _ = e;
-                return Err(DescriptorError::Permission { asked: perms, detail: "the kernel refused: the fd does not allow it" });
+        let map = match map {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(match e.errno() {
+                    Some(Errno::EXIST) => DescriptorError::AddressTaken { addr: at.unwrap_or(0) },
+                    Some(Errno::ACCESS | Errno::PERM) => {
+                        DescriptorError::Permission { asked: perms, detail: "the kernel refused: the fd does not allow it" }
+                    }
+                    Some(errno) => DescriptorError::sys("mmap", errno),
+                    None => DescriptorError::Region(e),
+                })
             }
-            Err(e) => return Err(DescriptorError::sys("mmap", e)),
         };
-        let mapping = Mapping { desc: self, addr: ptr as usize, len };
-        if at.is_some_and(|a| a != mapping.addr) {
-            // A kernel older than 4.17 ignores NOREPLACE and treats it as a hint.
-            return Err(DescriptorError::AddressTaken { addr: hint });
-        }
-        self.record(mapping.addr, len, perms)?;
-        Ok(mapping)
+        self.record(map.addr(), len, perms)?;
+        Ok(Mapping { record: Record(self), map })
     }
 }
 
@@ -287,9 +286,19 @@ impl<'r> Descriptor<'r> {
 /// See [`Descriptor::map`].
 #[derive(Debug)]
 pub struct Mapping<'d, 'r> {
-    desc: &'d Descriptor<'r>,
-    addr: usize,
-    len: usize,
+    // Dropped first: the record goes, then the mapping (`FdMapping` unmaps on drop).
+    record: Record<'d, 'r>,
+    map: FdMapping,
+}
+
+/// The calling process's record in the mapping table; removed on drop.
+#[derive(Debug)]
+struct Record<'d, 'r>(&'d Descriptor<'r>);
+
+impl Drop for Record<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.0.forget();
+    }
 }
 
 impl Mapping<'_, '_> {
@@ -299,7 +308,7 @@ impl Mapping<'_, '_> {
     ///
     /// See [`Descriptor::map`].
     pub fn addr(&self) -> usize {
-        self.addr
+        self.map.addr()
     }
 
     /// Bytes mapped.
@@ -314,7 +323,7 @@ impl Mapping<'_, '_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Always `false`: a mapping holds at least the header page.
@@ -329,7 +338,7 @@ impl Mapping<'_, '_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.is_empty()
     }
 
     /// Copies bytes out of the mapping at `offset`.
@@ -353,15 +362,10 @@ impl Mapping<'_, '_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), DescriptorError> {
-        if offset.checked_add(buf.len()).map_or(true, |end| end > self.len) {
+        if offset.checked_add(buf.len()).map_or(true, |end| end > self.map.len()) {
             return Err(DescriptorError::Misaligned { what: "range", value: offset, page: PAGE });
         }
-        // SAFETY: 1. the range is inside this mapping (checked), which `map`
-        // made with PROT_READ (it refuses permissions without R);
-        // 2. `buf` is a distinct local buffer; shared bytes are copied, no
-        // reference into the mapping is given out.
-        unsafe { std::ptr::copy_nonoverlapping((self.addr as *const u8).add(offset), buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        Ok(self.map.read_at(offset, buf)?)
     }
 
     /// Unmaps and removes the record.
@@ -374,22 +378,13 @@ impl Mapping<'_, '_> {
     ///
     /// See [`Descriptor::map`].
     #[doc(alias = "munmap")]
-    pub fn unmap(mut self) -> Result<(), DescriptorError> {
-        let r = self.release();
-        std::mem::forget(self);
-        r
-    }
-
-    fn release(&mut self) -> Result<(), DescriptorError> {
-        let _ = self.desc.forget();
-        // SAFETY: unmaps exactly the mapping `map` created, which nothing else
-        // owns; `self` is consumed (or dropped), so no access through it follows.
-        unsafe { rustix::mm::munmap(self.addr as *mut _, self.len) }.map_err(|e| DescriptorError::sys("munmap", e))
+    pub fn unmap(self) -> Result<(), DescriptorError> {
+        let Mapping { record, map } = self;
+        drop(record);
+        map.unmap().map_err(|e| match e.errno() {
+            Some(errno) => DescriptorError::sys("munmap", errno),
+            None => DescriptorError::Region(e),
+        })
     }
 }
 
-impl Drop for Mapping<'_, '_> {
-    fn drop(&mut self) {
-        let _ = self.release();
-    }
-}
