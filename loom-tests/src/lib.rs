@@ -1,7 +1,7 @@
 //! Loom models of numashm's lock-free structures live in `tests/`.
 //!
-//! They compile only with `RUSTFLAGS="--cfg numashm_loom"`, which makes every
-//! numashm crate take its atomics from loom (see each crate's `sync` module):
+//! They compile only with `RUSTFLAGS="--cfg numashm_loom"`, which makes
+//! numashm-ring and numashm-varslot take their atomics from loom (see their `src/loom.rs`):
 //!
 //! ```text
 //! RUSTFLAGS="--cfg numashm_loom" LOOM_MAX_PREEMPTIONS=2 \

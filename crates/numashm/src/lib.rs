@@ -29,8 +29,8 @@
 #![warn(missing_docs)]
 
 mod local_node;
+mod loom;
 pub mod pool;
-mod sync;
 mod words;
 
 pub use pool::{ChannelError, Message, Peer, PeerConfig, PoolError, Receiver, SendError, Sender, SlotMut};

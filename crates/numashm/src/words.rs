@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use numashm_region::Region;
 
-use crate::sync::AtomicU64;
+use crate::loom::sync::atomic::AtomicU64;
 
 /// `len` atomic words at a fixed offset of a region, kept alive by an Arc.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! Segment layout v4 (pools): real processes, a hostile writer on the
 //! rendezvous, bogus returns, fan-out, a consumer killed holding messages.
+#![allow(clippy::disallowed_types)] // the chaos thread models another process; its stop flag is a plain std atomic
 
 mod common;
 

@@ -12,7 +12,7 @@ use numashm_region::Region;
 use crate::error::DescriptorError;
 use crate::flags::{CapMode, Perms};
 use numashm_region::process::{self_pid, PID_MAX};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 mod capabilities;
 mod mappings;

@@ -41,7 +41,7 @@ mod descriptor;
 mod error;
 mod flags;
 mod frames;
-mod sync;
+mod loom;
 mod transport;
 mod wire;
 

@@ -7,7 +7,7 @@
 
 use crate::error::{RegionError, Result};
 use crate::policy::{CachePolicy, MemPolicy, NodeSet, PageSize, Placement, KNOWN_FLAGS, FLAG_COMMIT};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// `"NUMASHMR"` little-endian: marks an initialised region header.
 pub const REGION_MAGIC: u64 = u64::from_le_bytes(*b"NUMASHMR");

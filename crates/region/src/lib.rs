@@ -34,10 +34,10 @@
 
 mod error;
 mod header;
+mod loom;
 mod policy;
 pub mod process;
 mod region;
-mod sync;
 mod sys;
 mod topology;
 

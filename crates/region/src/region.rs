@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use crate::error::{RegionError, Result};
 use crate::header::{parse_header, HeaderInfo, RegionHeader, HEADER_FIELDS_LEN, HEADER_LEN};
 use crate::policy::{CachePolicy, MemPolicy, PageSize, Placement};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 // One part of the API each. Child modules, so they reuse the private fields
 // and the mapping machinery (`mapping`).

@@ -33,7 +33,8 @@ use core::time::Duration;
 use crate::error::{SysError, WaitError};
 use crate::eventfd::EventFd;
 use crate::mem::{BellBlock, BellMemory, HeapBell};
-use crate::sync::{Backoff, Ordering};
+use crate::loom::hint::Backoff;
+use crate::loom::sync::atomic::Ordering;
 
 /// Exponential spin steps before a waiter parks (crossbeam's `Backoff::spin`
 /// doubles up to 2^6 hints per step).
@@ -415,13 +416,13 @@ fn deadline_after(_t: Duration) -> Result<(), WaitError> {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct LoomFutex {
-    mutex: crate::sync::Mutex<()>,
-    condvar: crate::sync::Condvar,
+    mutex: crate::loom::sync::Mutex<()>,
+    condvar: crate::loom::sync::Condvar,
 }
 
 #[cfg(numashm_loom)]
 impl LoomFutex {
     pub(crate) fn new() -> Self {
-        LoomFutex { mutex: crate::sync::Mutex::new(()), condvar: crate::sync::Condvar::new() }
+        LoomFutex { mutex: crate::loom::sync::Mutex::new(()), condvar: crate::loom::sync::Condvar::new() }
     }
 }

@@ -41,6 +41,7 @@
 mod doorbell;
 mod error;
 mod eventfd;
+mod loom;
 mod mem;
 mod mpmc;
 #[cfg(not(numashm_loom))]
@@ -52,7 +53,6 @@ mod split_error;
 mod split_mem;
 #[cfg(not(numashm_loom))]
 mod split_shared;
-mod sync;
 
 pub use doorbell::{Armed, Doorbell, Notified};
 #[cfg(numashm_loom)]

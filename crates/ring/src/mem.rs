@@ -20,9 +20,6 @@
 //! | 256 | 8 | tail: producer index (SPSC) / enqueue position (MPMC) |
 //! | 384 | 8 × capacity × words-per-cell | cells |
 #![allow(unsafe_code)]
-// The atomics below are `crate::sync`'s (loom's under loom); clippy resolves
-// that re-export to core's type, which `disallowed-types` names.
-#![allow(clippy::disallowed_types)]
 
 use core::mem::size_of;
 #[cfg(not(numashm_loom))]
@@ -31,8 +28,8 @@ use std::sync::Arc;
 
 use crate::error::LayoutError;
 #[cfg(not(numashm_loom))]
-use crate::sync::Ordering;
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64};
 
 /// First word of every ring header: `b"nshmRING"` read as a little-endian `u64`.
 ///

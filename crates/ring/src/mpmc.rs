@@ -18,13 +18,11 @@
 //!   every cell sequence that the claimers of positions before `p` had seen;
 //!   this bounds how stale a sequence can look and lets every other value be
 //!   reported as [`Corrupt::Sequence`].
-// `AtomicU64` is `crate::sync`'s (loom's under loom); clippy resolves that
-// re-export to core's type, which `disallowed-types` names.
-#![allow(clippy::disallowed_types)]
 
 use crate::error::{Corrupt, LayoutError, PopError, PushError};
 use crate::mem::{capacity_of, ring_bytes, HeapMemory, Kind, RingMemory};
-use crate::sync::{spin_loop, AtomicU64, Ordering};
+use crate::loom::hint::spin_loop;
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
 /// How many times one operation retries after losing a race or meeting a
 /// stale index before it reports [`Corrupt::NoProgress`]. Each retry means

@@ -25,7 +25,7 @@
 use crate::error::LayoutError;
 use crate::split_error::{SplitCorrupt, SplitPushError};
 use crate::split_mem::{capacity_of, HeapSplit, SplitCell, SplitMemory};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// Makes heap split rings (a namespace: it has no values).
 ///

@@ -59,10 +59,6 @@
 //! peer's doorbell line, which the peer writes only when it parks, so the
 //! line stays clean in the notifier's cache. Batch pushes and notify once.
 
-// The futex words are `crate::sync`'s atomics (loom's under loom); clippy
-// resolves that re-export to core's type, which `disallowed-types` names.
-#![allow(clippy::disallowed_types)]
-
 #[cfg(not(numashm_loom))]
 use std::time::Duration;
 use std::time::Instant;
@@ -71,7 +67,8 @@ use crate::error::SysError;
 use crate::split::{SplitConsumer, SplitProducer};
 use crate::split_error::{SplitPushError, SplitWaitError};
 use crate::split_mem::SplitMemory;
-use crate::sync::{fence, AtomicU32, Backoff, Ordering};
+use crate::loom::hint::Backoff;
+use crate::loom::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// Longest a waiter sleeps in one slice before `wait` / `wait_for_space`
 /// return `Ok(None)`, so the caller can check the peer's liveness.
@@ -173,16 +170,16 @@ fn wake(word: &AtomicU32) -> Result<(), SysError> {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct SplitFutex {
-    mutex: crate::sync::Mutex<()>,
-    condvar: crate::sync::Condvar,
+    mutex: crate::loom::sync::Mutex<()>,
+    condvar: crate::loom::sync::Condvar,
 }
 
 #[cfg(numashm_loom)]
 impl SplitFutex {
     pub(crate) fn new() -> Self {
         SplitFutex {
-            mutex: crate::sync::Mutex::new(()),
-            condvar: crate::sync::Condvar::new(),
+            mutex: crate::loom::sync::Mutex::new(()),
+            condvar: crate::loom::sync::Condvar::new(),
         }
     }
 
@@ -474,7 +471,7 @@ fn sleep(timeout: Option<core::time::Duration>) {
 
 #[cfg(numashm_loom)]
 fn sleep(_timeout: Option<core::time::Duration>) {
-    crate::sync::yield_now();
+    crate::loom::thread::yield_now();
 }
 
 impl<M: SplitMemory> SplitConsumer<M> {

@@ -27,9 +27,6 @@
 //! their own, so the doorbell words each side checks after every operation
 //! stay clean in its cache while the peer is busy.
 #![allow(unsafe_code)]
-// The atomics below are `crate::sync`'s (loom's under loom); clippy resolves
-// that re-export to core's type, which `disallowed-types` names.
-#![allow(clippy::disallowed_types)]
 
 #[cfg(not(numashm_loom))]
 use core::ptr::NonNull;
@@ -40,8 +37,8 @@ use crate::error::LayoutError;
 use crate::mem::ALIGN;
 use crate::mem::MAX_CAPACITY;
 #[cfg(not(numashm_loom))]
-use crate::sync::Ordering;
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64};
 
 /// First word of a split ring's producer block: `b"nshmSPLT"` as a
 /// little-endian `u64`.

@@ -21,7 +21,7 @@ use crate::error::LayoutError;
 use crate::split::{checked_head, SplitConsumer, SplitProducer};
 use crate::split_error::SplitAttachError;
 use crate::split_mem::{check_consumer, SharedSplit, SplitMemory};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// Zeroes a consumer block (`head` 0, not parked, `space_seq` 0) at `ptr`.
 ///

@@ -22,7 +22,7 @@
 
 use crate::error::{Corrupt, LayoutError, PopError, PushError};
 use crate::mem::{capacity_of, ring_bytes, HeapMemory, Kind, RingMemory};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// A bounded SPSC ring of `u64` handles, in heap or shared memory.
 ///

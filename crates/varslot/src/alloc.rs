@@ -16,7 +16,8 @@
 
 use crate::layout::*;
 use crate::memory::{HeapMemory, SegmentMemory};
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::Mutex;
 use crate::words::{HeapWords, Words};
 
 // One part of the allocator each; children, so they share the private fields

@@ -36,6 +36,7 @@ mod error;
 mod handle;
 mod layout;
 mod located;
+mod loom;
 mod magazine;
 mod memory;
 #[cfg(not(numashm_loom))]

@@ -15,7 +15,7 @@ use crate::handle::{Handle, PeerId};
 use crate::layout::{meta, S_ALLOCATED, S_IN_FLIGHT};
 use crate::memory::SegmentMemory;
 use crate::slot::Slot;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 /// A live slot and where it is: made by [`Allocator::locate_live`],

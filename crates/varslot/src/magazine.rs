@@ -5,7 +5,7 @@ use crate::error::{AllocError, HandleError};
 use crate::handle::{Handle, PeerId};
 use crate::memory::SegmentMemory;
 use crate::layout::{meta, meta_index, next_gen, H_RECLAIMS, S_ALLOCATED};
-use crate::sync::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 /// A small per-thread cache of slots per class, in front of the shared free lists.

@@ -5,7 +5,7 @@
 use core::ptr::NonNull;
 use std::alloc::Layout;
 
-use crate::sync::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// Why a [`SegmentMemory`] operation failed.
 ///

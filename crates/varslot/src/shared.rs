@@ -6,7 +6,7 @@ use crate::alloc::Allocator;
 use crate::error::{AttachError, CreateError};
 use crate::layout::{round_up, Config, EXTENT_ALIGN, HEADER_WORDS, H_CONTROL_WORDS, H_MAGIC, MAGIC};
 use crate::memory::SegmentMemory;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::{SegmentWords, Words};
 
 /// The allocator living entirely inside a [`SegmentMemory`]: control area at offset 0,

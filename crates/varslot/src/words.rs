@@ -2,7 +2,7 @@
 //! [`HeapWords`] (what loom and miri run) and the in-segment [`SegmentWords`].
 #![allow(unsafe_code)]
 
-use crate::sync::AtomicU64;
+use crate::loom::sync::atomic::AtomicU64;
 
 /// A fixed array of atomic words holding the allocator's control area (header, class
 /// table, extent table, slot metadata). Word `i` is at byte `8 * i` of the control area.
@@ -65,7 +65,7 @@ mod segment {
     use core::ptr::NonNull;
 
     use super::Words;
-    use crate::sync::AtomicU64;
+    use crate::loom::sync::atomic::AtomicU64;
 
     /// Control words laid over the first bytes of a [`crate::SegmentMemory`]: the
     /// in-segment form, shared by every process that maps the segment.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use numashm_ring::{SharedSplit, SplitConsumer, SplitProducer, SPLIT_CONSUMER_BYTES};
 use numashm_varslot::OwnedSlot;
 
+use crate::loom::sync::atomic::Ordering;
 use crate::pool::error::PoolError;
 use crate::pool::liveness::liveness;
 use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
@@ -37,7 +38,6 @@ use crate::pool::wake::PeerWake;
 use crate::pool::remote::{RemotePool, MAX_RING_CELLS};
 use crate::pool::rendezvous::{E_CONSUMES, E_PRODUCES, S_ATTACHED};
 use crate::pool::MAX_CHANNELS;
-use crate::sync::Ordering;
 
 /// Channel table word: the bound consumer's pool id (0: none yet).
 pub(crate) const CH_BOUND: usize = 3;

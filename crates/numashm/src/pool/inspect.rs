@@ -22,7 +22,7 @@ use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
     S_EMPTY, S_JOINING,
 };
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 /// How many times a pool's allocator tables are re-read when they look

@@ -27,7 +27,7 @@ use numashm_varslot::{CommitError, OwnerAlloc, PoolMemory};
 
 use crate::pool::config::PeerConfig;
 use crate::pool::error::PoolError;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 /// First word of a pool header: `b"NSHMPOOL"` little-endian.
@@ -137,12 +137,12 @@ impl OwnPool {
         w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
-    pub(crate) fn channel_word(&self, c: usize, w: usize) -> &crate::sync::AtomicU64 {
+    pub(crate) fn channel_word(&self, c: usize, w: usize) -> &AtomicU64 {
         debug_assert!(c < crate::pool::MAX_CHANNELS && w < CHANNEL_WORDS);
         self.header.at(P_CHANNELS + c * CHANNEL_WORDS + w)
     }
 
-    pub(crate) fn link_word(&self, l: usize, w: usize) -> &crate::sync::AtomicU64 {
+    pub(crate) fn link_word(&self, l: usize, w: usize) -> &AtomicU64 {
         debug_assert!(l < MAX_LINKS && w < LINK_WORDS);
         self.header.at(P_LINKS + l * LINK_WORDS + w)
     }

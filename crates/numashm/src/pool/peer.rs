@@ -24,7 +24,7 @@ use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, E_CONSUMES, E_POOL_FD, E_POOL_ID, E_POOL_RESERVED, E_PRODUCES, E_STARTED, S_ATTACHED,
 };
 use crate::pool::MAX_CHANNELS;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// A member of a rendezvous with its own sealed pool.
 ///

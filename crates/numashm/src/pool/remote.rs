@@ -15,7 +15,7 @@ use crate::pool::own::{
     P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_PID, P_VERSION,
 };
 use crate::pool::rendezvous::EntryHint;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 /// A peer's pool as we see it: read-only, verified once at open.

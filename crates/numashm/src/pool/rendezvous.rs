@@ -25,7 +25,7 @@ use numashm_region::{Region, HEADER_LEN};
 use crate::pool::entry_lock::EntryLocks;
 use crate::pool::error::PoolError;
 use crate::pool::liveness::Liveness;
-use crate::sync::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 /// First header word: `b"NSHMRDV4"` little-endian.

@@ -37,7 +37,7 @@ use rustix::io::Errno;
 
 use crate::pool::own::{POOL_HEADER_OFF, POOL_HEADER_WORDS};
 use crate::pool::remote::RemotePool;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 /// Pool header word: our wake pipe's read end fd number + 1 (0: none).

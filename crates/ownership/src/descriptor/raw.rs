@@ -1,7 +1,7 @@
 //! The descriptor's byte layout: a `#[repr(C)]` block of atomics (header,
 //! mapping table, capability table) and the capability state word.
 
-use crate::sync::AtomicU64;
+use crate::loom::sync::atomic::AtomicU64;
 
 /// `"NSHMOWN1"`.
 pub const DESCRIPTOR_MAGIC: u64 = u64::from_le_bytes(*b"NSHMOWN1");

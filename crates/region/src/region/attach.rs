@@ -15,7 +15,7 @@ use super::{Backing, Region, HUGETLBFS_MAGIC, MAX_POOL_LEN};
 use crate::error::{RegionError, Result};
 use crate::header::{parse_header, RegionHeader, HEADER_LEN};
 use crate::policy::CachePolicy;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::topology::Topology;
 
 /// Options for attaching to an existing region.

@@ -15,7 +15,7 @@ use super::{sealed, Backing, Region, RegionOptions, SharedObject, HUGETLBFS_MAGI
 use crate::error::{RegionError, Result};
 use crate::header::{immutable_checksum, RegionHeader, HEADER_LEN, REGION_MAGIC, REGION_VERSION};
 use crate::policy::{CachePolicy, FLAG_COMMIT};
-use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 impl RegionOptions {
     /// Creates a named file at `path` (mode 0600, `O_EXCL|O_NOFOLLOW`) and maps it.

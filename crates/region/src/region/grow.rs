@@ -11,7 +11,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::Region;
 use crate::error::{RegionError, Result};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// `flock` held for the scope: serialises first-map and growth across processes.
 pub(super) struct FlockGuard<'a>(BorrowedFd<'a>);

@@ -5,7 +5,7 @@ use super::Allocator;
 use crate::handle::{Handle, PeerId};
 use crate::layout::*;
 use crate::memory::SegmentMemory;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 /// Counters from [`Allocator::inspect`].

@@ -6,7 +6,8 @@ use super::{Allocator, HeapAllocator, OwnerState};
 use crate::error::{AttachError, CreateError};
 use crate::layout::*;
 use crate::memory::{HeapMemory, SegmentMemory};
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::Mutex;
 use crate::words::{HeapWords, Words};
 
 impl HeapAllocator {

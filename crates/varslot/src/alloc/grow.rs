@@ -7,7 +7,7 @@ use super::Allocator;
 use crate::error::{GrowError, ReleaseError};
 use crate::layout::*;
 use crate::memory::{MemoryError, SegmentMemory};
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {

@@ -8,7 +8,8 @@ use crate::handle::{Handle, PeerId};
 use crate::layout::*;
 use crate::memory::SegmentMemory;
 use crate::slot::Slot;
-use crate::sync::{spin_loop, Ordering};
+use crate::loom::hint::spin_loop;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {

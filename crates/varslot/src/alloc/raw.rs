@@ -9,7 +9,7 @@ use crate::handle::Handle;
 use crate::layout::*;
 use crate::memory::SegmentMemory;
 use crate::slot::Slot;
-use crate::sync::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {

@@ -7,7 +7,7 @@ use crate::error::HandleError;
 use crate::handle::PeerId;
 use crate::layout::*;
 use crate::memory::SegmentMemory;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {

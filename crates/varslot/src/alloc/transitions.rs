@@ -8,7 +8,7 @@ use crate::error::{HandleError, SlotState};
 use crate::handle::{Handle, PeerId};
 use crate::layout::*;
 use crate::memory::SegmentMemory;
-use crate::sync::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 impl<W: Words, M: SegmentMemory> Allocator<W, M> {

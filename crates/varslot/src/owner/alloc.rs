@@ -15,7 +15,7 @@ use super::error::{OwnerError, ReturnError};
 use super::layout::*;
 use super::memory::PoolMemory;
 use super::words::PoolWords;
-use crate::sync::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
 /// A slot handed out by [`OwnerAlloc::alloc`]: its handle (what a ring carries), where
 /// it is and how many bytes it holds.

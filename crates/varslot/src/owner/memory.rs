@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use std::alloc::Layout;
 
 use super::error::CommitError;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// Alignment of [`HeapPoolMemory`]'s base (a page, like a real mapping).
 const HEAP_ALIGN: usize = 4096;

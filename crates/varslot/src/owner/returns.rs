@@ -6,7 +6,7 @@ use super::alloc::{bump, get, meta_offset, put, GiveBack, OwnedSlot, OwnerAlloc}
 use super::error::ReturnError;
 use super::layout::*;
 use super::memory::PoolMemory;
-use crate::sync::AtomicU64;
+use crate::loom::sync::atomic::AtomicU64;
 
 /// A live slot found from a checked handle.
 struct Live<'a> {

@@ -14,7 +14,7 @@ use super::alloc::OwnerAlloc;
 use super::census::ClassCensus;
 use super::layout::*;
 use super::memory::PoolMemory;
-use crate::sync::Ordering;
+use crate::loom::sync::atomic::Ordering;
 
 /// Why an [`OwnerView`] (or a row of it) could not be read.
 ///

@@ -7,7 +7,7 @@ use core::cell::Cell;
 use core::ptr::NonNull;
 
 use super::memory::PoolMemory;
-use crate::sync::AtomicU64;
+use crate::loom::sync::atomic::AtomicU64;
 
 /// The pool's memory as seen by its one owner thread: the memory itself, its base, and
 /// how many bytes past it are known committed. Every access checks its offset against
