@@ -106,10 +106,8 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn memfd() -> File {
-        let fd =
-            rustix::fs::memfd_create("entry-lock-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        File::from(fd)
+    fn memfd() -> numashm_region::SharedObject {
+        numashm_region::SharedObject::with_len("entry-lock-test", 4096).unwrap()
     }
 
     #[test]

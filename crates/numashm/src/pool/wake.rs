@@ -280,7 +280,7 @@ mod tests {
         // An eventfd, a regular file, a memfd: not pipes.
         let ev: OwnedFd = numashm_ring::EventFd::new().unwrap().into();
         let file = std::fs::File::open("/proc/self/status").unwrap();
-        let memfd = rustix::fs::memfd_create("wake-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let memfd = numashm_region::SharedObject::with_len("wake-test", 4096).unwrap();
         for fd in [ev.as_fd(), file.as_fd(), memfd.as_fd()] {
             let w = fd.as_raw_fd() as u64 + 1;
             assert!(
