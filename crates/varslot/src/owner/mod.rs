@@ -15,6 +15,7 @@
 mod alloc;
 mod census;
 mod error;
+mod grow;
 mod layout;
 mod memory;
 mod returns;
