@@ -49,6 +49,27 @@ fn liveness_child() {
     }
 }
 
+/// Joins when the start file appears (all children at once), says which entry,
+/// stays until told to go (the go file), so every entry is held at the end.
+#[test]
+fn racing_child() {
+    let Some(role) = role() else { return };
+    assert_eq!(role, "race");
+    let path = std::env::var("NUMASHM_PATH").unwrap();
+    let start = std::time::Instant::now();
+    let wait_for = |f: &str| {
+        while !std::path::Path::new(f).exists() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{f} never appeared");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    };
+    wait_for(&format!("{path}.start"));
+    let peer = Peer::join(&path, PeerConfig::new("liveness-race")).expect("join");
+    println!("joined {}", peer.entry());
+    wait_for(&format!("{path}.go"));
+    drop(peer);
+}
+
 #[test]
 #[cfg_attr(miri, ignore)]
 fn an_entry_rewritten_to_name_a_dead_process_stays_with_its_live_owner() {
@@ -102,4 +123,38 @@ fn a_live_consumer_keeps_its_channel_whatever_its_entry_says() {
         other => panic!("the channel of a live consumer was taken: {other:?}"),
     }
     drop(rx);
+}
+
+/// Several processes join one rendezvous at the same instant: each gets an
+/// entry of its own (the kernel gives an entry's lock to one of them), none is
+/// refused while entries are free, and the table then says it is full.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn processes_joining_at_once_each_get_their_own_entry() {
+    const N: usize = 6;
+    let path = path("liveness-race");
+    let host = Peer::create(&path, N as u32 + 1, PeerConfig::new("race-host")).unwrap();
+    let mut children: Vec<_> = (0..N).map(|_| spawn("racing_child", "race", &[("NUMASHM_PATH", path.clone())])).collect();
+    std::fs::write(format!("{path}.start"), b"").unwrap();
+    let mut entries = vec![host.entry()];
+    for child in &mut children {
+        let seen = BufReader::new(child.stdout.as_mut().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("joined ").nth(1).map(|n| n.trim().parse::<u32>().unwrap()));
+        entries.push(seen.expect("every child joined"));
+    }
+    let mut distinct = entries.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), N + 1, "one entry each: {entries:?}");
+    assert!(matches!(host.join_same(PeerConfig::new("race-late")), Err(PoolError::Full { .. })));
+    std::fs::write(format!("{path}.go"), b"").unwrap();
+    for child in children {
+        wait_ok(child, Duration::from_secs(30));
+    }
+    drop(host);
+    for f in [path.clone(), format!("{path}.start"), format!("{path}.go")] {
+        let _ = std::fs::remove_file(f);
+    }
 }
