@@ -38,13 +38,6 @@ const STOP: u32 = u32::MAX;
 /// No honest progress for this long fails the test.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-fn messages() -> u64 {
-    std::env::var("NUMASHM_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
 fn chaos_secs() -> Option<u64> {
     std::env::var("NUMASHM_CHAOS_SECS")
         .ok()
@@ -467,12 +460,6 @@ fn chaos_manager(path: String, seed: u64, stats: Arc<Mutex<ChaosStats>>, stop: m
             return;
         }
     }
-}
-
-/// Slots of `p`'s pool lent to readers now.
-fn lent(p: &Peer) -> u64 {
-    let c = p.census();
-    c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
 }
 
 /// Receives on `rx` until honest message `want` arrives; every foreign message

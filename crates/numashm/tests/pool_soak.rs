@@ -14,12 +14,6 @@ use numashm::pool::{ChannelError, Peer, PeerConfig};
 /// Guests per round; guest `g` consumes channel `g + 1`; everyone produces channel 0.
 const GUESTS: usize = 3;
 
-/// Slots of `p`'s pool lent to readers now.
-fn lent(p: &Peer) -> u64 {
-    let c = p.census();
-    c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
-}
-
 /// A message `[seq, checksum of the rest, bytes derived from seq]` of `len` (>= 16) bytes.
 fn fill(seq: u64, buf: &mut [u8]) {
     for (k, b) in buf[16..].iter_mut().enumerate() {

@@ -11,51 +11,6 @@ use numashm::pool::{AsyncError, ChannelError, Peer, PeerConfig};
 
 const T: Duration = Duration::from_secs(30);
 
-fn messages() -> u64 {
-    std::env::var("NUMASHM_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
-/// Slots of `p`'s pool lent to readers now.
-fn lent(p: &Peer) -> u64 {
-    let c = p.census();
-    c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
-}
-
-/// Message `i`: `[i, checksum of the rest, bytes derived from i]`, 16..=4096 bytes, some 64 KiB.
-fn fill(i: u64, buf: &mut [u8]) {
-    for (k, b) in buf[16..].iter_mut().enumerate() {
-        *b = (i as usize * 31 + k * 7) as u8;
-    }
-    buf[..8].copy_from_slice(&i.to_le_bytes());
-    let sum = checksum(&buf[16..]);
-    buf[8..16].copy_from_slice(&sum.to_le_bytes());
-}
-
-fn len_of(i: u64) -> usize {
-    if i % 1000 == 999 {
-        64 << 10
-    } else {
-        16 + (i as usize * 37) % 4081
-    }
-}
-
-fn check(i: u64, msg: &[u8]) {
-    assert_eq!(msg.len(), len_of(i), "length of message {i}");
-    assert_eq!(
-        u64::from_le_bytes(msg[..8].try_into().unwrap()),
-        i,
-        "in order"
-    );
-    assert_eq!(
-        u64::from_le_bytes(msg[8..16].try_into().unwrap()),
-        checksum(&msg[16..]),
-        "payload of {i} intact"
-    );
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -51,6 +51,43 @@ pub fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Slots of `p`'s pool lent to readers now.
+pub fn lent(p: &numashm::pool::Peer) -> u64 {
+    let c = p.census();
+    c.classes.iter().map(|k| k.lent).sum::<u64>() + c.dedicated.lent
+}
+
+/// Honest messages a test sends (`NUMASHM_MESSAGES`, default 100 000).
+pub fn messages() -> u64 {
+    std::env::var("NUMASHM_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+/// Message `i`: `[i, checksum of the rest, bytes derived from i]`, 16..=4096 bytes, some 64 KiB.
+pub fn fill(i: u64, buf: &mut [u8]) {
+    for (k, b) in buf[16..].iter_mut().enumerate() {
+        *b = (i as usize * 31 + k * 7) as u8;
+    }
+    buf[..8].copy_from_slice(&i.to_le_bytes());
+    let sum = checksum(&buf[16..]);
+    buf[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// The length of message `i` (see [`fill`]).
+pub fn len_of(i: u64) -> usize {
+    if i % 1000 == 999 {
+        64 << 10
+    } else {
+        16 + (i as usize * 37) % 4081
+    }
+}
+
+/// Message `i` as [`fill`] wrote it: its length, its place in the order, its checksum.
+pub fn check(i: u64, msg: &[u8]) {
+    assert_eq!(msg.len(), len_of(i), "length of message {i}");
+    assert_eq!(u64::from_le_bytes(msg[..8].try_into().unwrap()), i, "in order");
+    assert_eq!(u64::from_le_bytes(msg[8..16].try_into().unwrap()), checksum(&msg[16..]), "payload of {i} intact");
+}
+
 /// A heartbeat: the watchdog ends the test process if it stops moving.
 #[derive(Clone)]
 pub struct Beat(std::sync::Arc<std::sync::Mutex<u64>>);
