@@ -307,7 +307,7 @@ impl Peer {
     /// (another process may have overwritten them), and look for producers of
     /// the channels we consume. Called from every bounded wait slice.
     pub(crate) fn upkeep(&self) {
-        let produces = (0..MAX_CHANNELS).filter(|&c| self.produced.borrow()[c].is_some()).fold(0u64, |m, c| m | 1 << c);
+        let produces = self.produced_mask.get();
         let consumes = (0..MAX_CHANNELS)
             .filter(|&c| self.consumed.borrow()[c].as_ref().is_some_and(|cs| cs.active))
             .fold(0u64, |m, c| m | 1 << c);
