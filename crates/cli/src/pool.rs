@@ -87,7 +87,7 @@ fn text(path: &Path, r: &RendezvousReport) -> String {
     out += "\npeers:\n";
     let rows: Vec<Vec<String>> = r.entries.iter().map(entry_row).collect();
     out += &table(
-        &["entry", "state", "pid", "alive", "produces", "consumes", "sent", "received", "returns", "bad returns", "committed", "reserved"],
+        &["entry", "state", "pid", "alive", "name", "produces", "consumes", "sent", "received", "dropped", "returns", "bad returns", "committed", "reserved"],
         &rows,
     );
     for e in &r.entries {
@@ -106,6 +106,7 @@ fn entry_row(e: &EntryReport) -> Vec<String> {
         state(e.state),
         e.pid.to_string(),
         alive(e.alive).into(),
+        e.pool.as_ref().and_then(|p| p.as_ref().ok()).map_or_else(|| "-".into(), |p| p.name.clone()),
         mask(e.produces),
         mask(e.consumes),
     ];
@@ -113,6 +114,7 @@ fn entry_row(e: &EntryReport) -> Vec<String> {
         Some(Ok(p)) => row.extend([
             p.sent.to_string(),
             p.received.to_string(),
+            p.dropped.to_string(),
             p.returns_accepted.to_string(),
             p.bad_returns.to_string(),
             human(p.committed as u64),
@@ -244,8 +246,10 @@ fn pool_json(p: &PoolReport) -> Value {
         "committed": p.committed,
         "reserved": p.reserved,
         "pages": pages,
+        "name": p.name,
         "sent": p.sent,
         "received": p.received,
+        "dropped": p.dropped,
         "returns_accepted": p.returns_accepted,
         "bad_returns": p.bad_returns,
         "lost_to_dead_consumers": p.lost_to_dead_consumers,

@@ -237,7 +237,7 @@ fn v4_create_then_inspect_two_live_peers_and_hostile_words_as_error_lines() {
     assert_eq!(v["layout"], 4);
     let peers = v["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "{v:#}");
-    for (child, sends_on) in [(&host, 0), (&guest, 1)] {
+    for (child, sends_on, role) in [(&host, 0, "host"), (&guest, 1, "guest")] {
         let e = peers.iter().find(|e| e["pid"] == child.id()).unwrap_or_else(|| panic!("pid {} in {v:#}", child.id()));
         assert_eq!(e["state"], "Attached");
         assert_eq!(e["alive"], "yes");
@@ -245,6 +245,8 @@ fn v4_create_then_inspect_two_live_peers_and_hostile_words_as_error_lines() {
         let pool = &e["pool"];
         assert_eq!(pool["sent"], 300, "{pool:#}");
         assert_eq!(pool["received"], 300, "{pool:#}");
+        assert_eq!(pool["name"], format!("numashm-{role}"), "the name its pool header keeps: {pool:#}");
+        assert_eq!(pool["dropped"], 0, "{pool:#}");
         assert!(pool["committed"].as_u64().unwrap() > 0);
         // 1000 B messages live in the 1 KiB class (class 2).
         let class = &pool["allocator"]["classes"][2];

@@ -26,6 +26,8 @@ pub struct Snapshot {
 pub struct PeerRow {
     pub entry: u32,
     pub pid: u32,
+    /// The name its pool header gives (`PeerConfig::new`).
+    pub name: Option<String>,
     pub state: String,
     pub alive: &'static str,
     pub produces: u64,
@@ -34,6 +36,8 @@ pub struct PeerRow {
     pub received: Option<u64>,
     pub sent_rate: Option<f64>,
     pub received_rate: Option<f64>,
+    /// Messages it dropped on purpose (a bridge with back-pressure "drop").
+    pub dropped: Option<u64>,
     /// Messages it read and has not given back (over the rings it consumes).
     pub held: Option<u64>,
     /// Its slots lent to readers (in rings, held, or returned but not taken back).
@@ -199,6 +203,7 @@ pub fn build(path: &str, before: &RendezvousReport, now: &RendezvousReport, seco
         peers.push(PeerRow {
             entry: e.index,
             pid: e.pid,
+            name: p.map(|p| p.name.clone()),
             state: match e.state {
                 EntryState::Corrupt(v) => format!("corrupt ({v:#x})"),
                 s => format!("{s:?}"),
@@ -210,6 +215,7 @@ pub fn build(path: &str, before: &RendezvousReport, now: &RendezvousReport, seco
             received: p.map(|p| p.received),
             sent_rate: p.and_then(|p| rate(was.map(|w| w.sent), p.sent, seconds)),
             received_rate: p.and_then(|p| rate(was.map(|w| w.received), p.received, seconds)),
+            dropped: p.map(|p| p.dropped),
             held: p.map(|_| held_by.get(&e.index).copied().unwrap_or(0)),
             lent,
             error,
@@ -304,11 +310,11 @@ impl Snapshot {
             "interval_s": self.seconds,
             "max_peers": self.max_peers,
             "peers": self.peers.iter().map(|p| json!({
-                "entry": p.entry, "pid": p.pid, "state": p.state, "alive": p.alive,
+                "entry": p.entry, "pid": p.pid, "name": opt(p.name.as_deref()), "state": p.state, "alive": p.alive,
                 "produces": p.produces, "consumes": p.consumes,
                 "sent": opt(p.sent), "received": opt(p.received),
                 "sent_per_s": opt(p.sent_rate), "received_per_s": opt(p.received_rate),
-                "held": opt(p.held), "lent": opt(p.lent), "error": opt(p.error.as_deref()),
+                "dropped": opt(p.dropped), "held": opt(p.held), "lent": opt(p.lent), "error": opt(p.error.as_deref()),
             })).collect::<Vec<_>>(),
             "channels": self.channels.iter().map(|c| json!({
                 "channel": c.channel,

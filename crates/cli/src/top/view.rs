@@ -84,6 +84,7 @@ fn draw_peers(f: &mut Frame, s: &Snapshot, area: Rect) {
             Row::new(vec![
                 p.entry.to_string(),
                 p.pid.to_string(),
+                p.name.clone().unwrap_or_default(),
                 p.state.clone(),
                 p.alive.to_string(),
                 mask(p.produces),
@@ -92,14 +93,15 @@ fn draw_peers(f: &mut Frame, s: &Snapshot, area: Rect) {
                 per_s(p.received_rate),
                 num(p.sent),
                 num(p.received),
+                num(p.dropped),
                 num(p.held),
                 num(p.lent),
                 p.error.clone().unwrap_or_default(),
             ])
         })
         .collect();
-    let header = ["entry", "pid", "state", "alive", "produces", "consumes", "sent", "received", "sent tot", "recv tot", "held", "lent", "error"];
-    f.render_widget(table("peers".into(), &header, rows, &[5, 8, 9, 7, 8, 8, 9, 9, 10, 10, 6, 6, 40]), area);
+    let header = ["entry", "pid", "name", "state", "alive", "produces", "consumes", "sent", "received", "sent tot", "recv tot", "dropped", "held", "lent", "error"];
+    f.render_widget(table("peers".into(), &header, rows, &[5, 8, 16, 9, 7, 8, 8, 9, 9, 10, 10, 8, 6, 6, 40]), area);
 }
 
 fn channel_rows(c: &ChannelRow) -> Vec<Row<'static>> {

@@ -16,7 +16,7 @@ pub use numashm_varslot::{ClassCensus, ExtentView, OwnerView, OwnerViewError};
 
 use crate::pool::error::PoolError;
 use crate::pool::liveness::{liveness, Liveness};
-use crate::pool::own::{ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_LOST_TO_DEAD, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS};
+use crate::pool::own::{name_of, ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_DROPPED, P_LOST_TO_DEAD, P_NAME, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_NAME_BYTES};
 use crate::pool::remote::{ChannelHint, RemotePool};
 use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
@@ -75,6 +75,8 @@ pub enum EntryState {
 /// See [`inspect`].
 #[derive(Debug)]
 pub struct PoolReport {
+    /// The name its owner gave (`PeerConfig::new`), as its header keeps it.
+    pub name: String,
     /// Bytes the memfd holds now.
     pub committed: usize,
     /// Bytes it may grow to (the owner's reservation).
@@ -92,6 +94,8 @@ pub struct PoolReport {
     /// Slots the owner took back from consumers that died holding them (or
     /// with them queued), counted by the owner.
     pub lost_to_dead_consumers: u64,
+    /// Messages the owner dropped on purpose ([`crate::pool::Peer::count_dropped`]).
+    pub dropped: u64,
     /// The owner allocator's classes and extents, validated.
     pub allocator: Result<OwnerView, InspectError>,
 }
@@ -457,6 +461,7 @@ fn pool_report(remote: &RemotePool) -> Result<PoolReport, InspectError> {
         allocator_view(&region, ALLOC_OFF)
     };
     Ok(PoolReport {
+        name: name_of(std::array::from_fn::<_, { POOL_NAME_BYTES / 8 }, _>(|i| word(P_NAME + i))),
         committed: region.len(),
         reserved: region.max_len(),
         pages: region.resident_pages_per_node().map_err(|e| InspectError::Pool(e.into())),
@@ -465,6 +470,7 @@ fn pool_report(remote: &RemotePool) -> Result<PoolReport, InspectError> {
         returns_accepted: word(P_RETURNS),
         bad_returns: word(P_BAD_RETURNS),
         lost_to_dead_consumers: word(P_LOST_TO_DEAD),
+        dropped: word(P_DROPPED),
         allocator,
     })
 }

@@ -53,12 +53,20 @@ pub(crate) const P_BAD_RETURNS: usize = 8;
 pub(crate) const P_ALLOC_OFF: usize = 9;
 /// Slots reclaimed from consumers that died holding them (or queued to them).
 pub(crate) const P_LOST_TO_DEAD: usize = 12;
+/// Messages the owner's application dropped on purpose (a bridge whose ring
+/// was full, with back-pressure "drop"), counted by [`crate::pool::Peer::count_dropped`].
+pub(crate) const P_DROPPED: usize = 13;
+/// First of the words holding the owner's name (UTF-8, zero-padded).
+pub(crate) const P_NAME: usize = 16;
+/// Bytes of the name kept in the header (longer names are cut at a character boundary).
+pub(crate) const POOL_NAME_BYTES: usize = 64;
 pub(crate) const P_CHANNELS: usize = 64;
 pub(crate) const CHANNEL_WORDS: usize = 4;
 pub(crate) const P_LINKS: usize = 320;
 pub(crate) const LINK_WORDS: usize = 8;
 pub(crate) const LINK_VALID: u64 = 1 << 63;
 
+const _: () = assert!(P_NAME + POOL_NAME_BYTES / 8 <= P_CHANNELS);
 const _: () = assert!(P_CHANNELS + crate::pool::MAX_CHANNELS * CHANNEL_WORDS <= P_LINKS);
 const _: () = assert!(P_LINKS + MAX_LINKS * LINK_WORDS <= POOL_HEADER_WORDS);
 const _: () = assert!(ALLOC_OFF % 4096 == 0);
@@ -125,6 +133,9 @@ impl OwnPool {
         header.at(P_PID).store(u64::from(pid), Ordering::Relaxed);
         header.at(P_STARTED).store(started, Ordering::Relaxed);
         header.at(P_ALLOC_OFF).store(ALLOC_OFF as u64, Ordering::Relaxed);
+        for (i, word) in name_words(&cfg.name).into_iter().enumerate() {
+            header.at(P_NAME + i).store(word, Ordering::Relaxed);
+        }
         header.at(P_MAGIC).store(POOL_MAGIC, Ordering::Release);
         Ok(OwnPool { region, header, alloc, id })
     }
@@ -158,6 +169,25 @@ impl OwnPool {
             .slot_ptr(s)
             .map_err(|_| PoolError::Corrupt { what: "own pool", field: "block offset", value: s.offset as u64 })
     }
+}
+
+/// `name` as the header keeps it: its first [`POOL_NAME_BYTES`] bytes (cut
+/// at a character boundary), zero-padded, as little-endian words.
+fn name_words(name: &str) -> [u64; POOL_NAME_BYTES / 8] {
+    let mut end = name.len().min(POOL_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = [0u8; POOL_NAME_BYTES];
+    bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+    std::array::from_fn(|i| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+}
+
+/// The name held in header words `words` (read from a pool another process
+/// writes): the bytes up to the first zero, invalid UTF-8 replaced.
+pub(crate) fn name_of(words: [u64; POOL_NAME_BYTES / 8]) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take_while(|&b| b != 0).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A random pool id (never 0), from the kernel's random source.
@@ -194,5 +224,19 @@ mod documented {
         use crate::pool::wake::{P_WAKE_FD, P_WAKE_INODE};
         assert!(doc.contains(&format!("{P_WAKE_FD} wake pipe fd + 1 (0: none), {P_WAKE_INODE} wake pipe inode")), "wake pipe words");
         assert!(doc.contains(&format!("{P_LOST_TO_DEAD} slots reclaimed from dead consumers")), "lost word");
+        assert!(doc.contains(&format!("{P_DROPPED} messages dropped by the owner")), "dropped word");
+        let last = P_NAME + POOL_NAME_BYTES / 8 - 1;
+        assert!(doc.contains(&format!("{P_NAME}–{last} the owner's name")), "name words");
+    }
+
+    #[test]
+    fn a_name_survives_the_header_cut_at_a_character_boundary() {
+        assert_eq!(name_of(name_words("bridge-out")), "bridge-out");
+        assert_eq!(name_of(name_words("")), "");
+        let long = "é".repeat(40); // 80 bytes: cut to 32 characters (64 bytes)
+        assert_eq!(name_of(name_words(&long)), "é".repeat(32));
+        let odd = format!("a{}", "é".repeat(40)); // the 64th byte splits an 'é'
+        assert_eq!(name_of(name_words(&odd)), format!("a{}", "é".repeat(31)));
+        assert_eq!(name_of([u64::MAX; 8]).chars().count(), 64, "garbage becomes replacement characters, never a panic");
     }
 }

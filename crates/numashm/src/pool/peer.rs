@@ -18,7 +18,7 @@ use crate::pool::config::PeerConfig;
 use crate::pool::error::PoolError;
 use crate::pool::ends::{Consumed, Produced};
 use crate::pool::liveness::start_time;
-use crate::pool::own::{OwnPool, P_BAD_RETURNS, P_RETURNS};
+use crate::pool::own::{OwnPool, P_BAD_RETURNS, P_DROPPED, P_RECEIVED, P_RETURNS, P_SENT};
 use crate::pool::remote::{RemotePool, MAX_RING_CELLS};
 use crate::pool::rendezvous::{
     rendezvous_len, Rendezvous, E_CONSUMES, E_POOL_FD, E_POOL_ID, E_POOL_RESERVED, E_PRODUCES, E_STARTED, S_ATTACHED,
@@ -285,6 +285,49 @@ impl Peer {
     /// ```
     pub fn lost_to_dead_consumers(&self) -> u64 {
         self.lost_to_dead.get()
+    }
+
+    /// Counts `n` messages this peer's application dropped on purpose (a
+    /// bridge that found its ring full, configured to drop rather than
+    /// wait): the count is published in our pool header, where `numashm
+    /// inspect` and `numashm top` show it beside sent and received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = numashm::pool::Peer::create_anonymous("doc-drop", 2, numashm::pool::PeerConfig::new("doc-d"))?;
+    /// p.count_dropped(3);
+    /// assert_eq!(p.dropped(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn count_dropped(&self, n: u64) {
+        self.pool.bump(P_DROPPED, n);
+    }
+
+    /// Messages counted by [`Peer::count_dropped`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Peer::count_dropped`].
+    pub fn dropped(&self) -> u64 {
+        // Relaxed: a statistic only we write.
+        self.pool.header.at(P_DROPPED).load(Ordering::Relaxed)
+    }
+
+    /// Messages we sent and received, as our pool header counts them (what
+    /// `numashm inspect` shows for us).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = numashm::pool::Peer::create_anonymous("doc-counts", 2, numashm::pool::PeerConfig::new("doc-c"))?;
+    /// assert_eq!(p.counts(), (0, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn counts(&self) -> (u64, u64) {
+        let h = &self.pool.header;
+        // Relaxed: statistics only we write.
+        (h.at(P_SENT).load(Ordering::Relaxed), h.at(P_RECEIVED).load(Ordering::Relaxed))
     }
 
     pub(crate) fn remote(&self, entry: u32) -> Result<Arc<RemotePool>, PoolError> {
