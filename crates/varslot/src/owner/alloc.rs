@@ -105,8 +105,29 @@ pub struct OwnerAlloc<M: PoolMemory> {
     /// dropped without ever lending them (see [`OwnerAlloc::recycle`]). Process memory
     /// only: the slots stay Owned in the pool's metadata.
     front: Box<[FrontStack]>,
+    /// Process-local copy of each published extent's row (see [`ExtentShadow`]), the
+    /// first `shadow_used` of them: a returned handle is checked against these, not
+    /// the pool's extent table, so the check reads no pool word before the slot's own
+    /// metadata (the pool's rows stay, for inspection and the census).
+    shadow: Box<[Cell<ExtentShadow>]>,
+    /// Extents published (= the header's extent count, kept here too).
+    shadow_used: Cell<u32>,
     /// `!Sync`: one thread writes the pool.
     _not_sync: PhantomData<Cell<()>>,
+}
+
+/// An extent as the owner published it: where its slot metadata starts, how many
+/// slots it has and their class (`classes.len()`: dedicated). Process memory, written
+/// by `publish_extent` only, so a returned handle's extent and slot fields are checked
+/// against values no other process can reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ExtentShadow {
+    /// Byte offset of the extent (its first slot's metadata).
+    pub(crate) start: u64,
+    /// Slots in the extent.
+    pub(crate) slots: u32,
+    /// The extent's class.
+    pub(crate) class: u32,
 }
 
 /// Lengths above this find their class by a scan instead of `lookup`.
@@ -224,6 +245,8 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             front: (0..cfg.classes.len())
                 .map(|_| FrontStack::default())
                 .collect(),
+            shadow: (0..cfg.max_extents).map(|_| Cell::default()).collect(),
+            shadow_used: Cell::new(0),
             _not_sync: PhantomData,
         };
         a.write_tables(cfg)?;
@@ -561,6 +584,23 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         }
         self.words
             .block::<4>(self.layout.extent_table + e as usize * EXTENT_ROW_BYTES)
+    }
+
+    /// Extent `e` as published (process memory), if `e` is below the extent count.
+    #[inline(always)]
+    pub(crate) fn shadow(&self, e: u32) -> Option<ExtentShadow> {
+        if e >= self.shadow_used.get() {
+            return None;
+        }
+        self.shadow.get(e as usize).map(Cell::get)
+    }
+
+    /// Record extent `e` as published (`publish_extent`, before the count moves past it).
+    pub(crate) fn set_shadow(&self, e: u32, x: ExtentShadow) {
+        if let Some(c) = self.shadow.get(e as usize) {
+            c.set(x);
+            self.shadow_used.set(self.shadow_used.get().max(e + 1));
+        }
     }
 
     /// The metadata of slot `slot` of the extent starting at `ext_off`.

@@ -3,7 +3,7 @@
 //! dedicated extents for oversize requests (made, or a freed one reused).
 //! Split from `alloc.rs` (the hot path and creation); same single-writer rules.
 
-use super::alloc::{bump, get, page_end, put, OwnedSlot, OwnerAlloc};
+use super::alloc::{bump, get, page_end, put, ExtentShadow, OwnedSlot, OwnerAlloc};
 use super::error::OwnerError;
 use super::layout::*;
 use super::memory::PoolMemory;
@@ -56,6 +56,19 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         put(&x[X_CLASS], class as u64);
         put(&x[X_SLOTS], slots as u64);
         let h = self.header().ok_or(corrupt)?;
+        // The owner's private copy, what returned handles are checked against.
+        let (slots32, class32) = (u32::try_from(slots), u32::try_from(class));
+        let (Ok(slots32), Ok(class32)) = (slots32, class32) else {
+            return Err(corrupt);
+        };
+        self.set_shadow(
+            e,
+            ExtentShadow {
+                start: start as u64,
+                slots: slots32,
+                class: class32,
+            },
+        );
         put(&h[H_BUMP], (start + bytes) as u64);
         // SYNC owner-extent-publish (Release): a reader that Acquire-loads the count sees
         // the extent's row and slot metadata written before it.
@@ -204,5 +217,44 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             cur = get(&meta[M_NEXT_FREE]);
         }
         Err(corrupt("dedicated free list longer than the extent table"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::{HeapPoolMemory, OwnerConfig, ReturnError};
+
+    /// The owner's private extent copy says what the pool's extent table says, for class
+    /// and dedicated extents, and knows nothing past the published count.
+    #[test]
+    fn the_extent_shadow_matches_every_published_row() {
+        let cfg = OwnerConfig { classes: vec![64, 1024], extent_bytes: 8192, max_extents: 16 };
+        let a = OwnerAlloc::create(HeapPoolMemory::new(16 << 20).unwrap(), 0, &cfg).unwrap();
+        assert_eq!(a.shadow(0), None);
+        let small: Vec<_> = (0..200).map(|_| a.alloc(64, true).unwrap()).collect();
+        let _big = a.alloc(1000, true).unwrap();
+        let ded = a.alloc(2 << 20, true).unwrap();
+        let used = get(&a.header().unwrap()[H_EXTENTS_USED]) as u32;
+        assert!(used >= 4, "several class extents and a dedicated one: {used}");
+        for e in 0..used {
+            let x = a.extent_row(e).unwrap();
+            let want = ExtentShadow {
+                start: get(&x[X_OFFSET]),
+                slots: get(&x[X_SLOTS]) as u32,
+                class: get(&x[X_CLASS]) as u32,
+            };
+            assert_eq!(a.shadow(e), Some(want), "extent {e}");
+        }
+        assert_eq!(a.shadow(used), None);
+        // Handles are checked against it: a slot past its extent's count, an extent not
+        // published yet.
+        let p = HandleParts::decode(ded.handle);
+        let past = HandleParts { slot: 1, ..p }.encode();
+        assert_eq!(a.give_back(past, 0), Err(ReturnError::Invalid { field: "slot" }));
+        let unborn = HandleParts { extent: used, ..p }.encode();
+        assert_eq!(a.give_back(unborn, 0), Err(ReturnError::Invalid { field: "extent" }));
+        a.lend(small[150].handle, 0b1).unwrap();
+        assert_eq!(a.give_back(small[150].handle, 0), Ok(crate::owner::GiveBack::Freed));
     }
 }

@@ -11,7 +11,8 @@ use crate::loom::sync::atomic::AtomicU64;
 /// A live slot found from a checked handle.
 struct Live<'a> {
     meta: &'a [AtomicU64; 4],
-    row: &'a [AtomicU64; 16],
+    /// The slot's class (`classes.len()`: dedicated), from the owner's extent shadow.
+    class: usize,
     /// The state word (generation matches the handle's).
     st: u64,
     /// Byte offset of the slot's metadata (its free-list link).
@@ -26,55 +27,55 @@ impl Live<'_> {
 
 impl<M: PoolMemory> OwnerAlloc<M> {
     /// Check every field of `h` and find its slot; Free slots count as stale (their
-    /// current generation was never handed out).
-    #[inline]
+    /// current generation was never handed out). The extent and slot fields are checked
+    /// against the owner's process-local copy of the extent table (`shadow`), so the
+    /// only pool word read is the slot's own state.
+    #[inline(always)]
     fn live(&self, h: u64) -> Result<Live<'_>, ReturnError> {
-        let corrupt = |what| ReturnError::Corrupt { what };
         let p = HandleParts::decode(h);
         if p.generation == 0 {
             return Err(ReturnError::Invalid {
                 field: "generation",
             });
         }
-        let used = get(&self.header().ok_or(corrupt("header"))?[H_EXTENTS_USED]);
-        if u64::from(p.extent) >= used {
+        let Some(x) = self.shadow(p.extent) else {
             return Err(ReturnError::Invalid { field: "extent" });
-        }
-        let x = self.extent_row(p.extent).ok_or(corrupt("extent count"))?;
-        if u64::from(p.slot) >= get(&x[X_SLOTS]) {
+        };
+        if p.slot >= x.slots {
             return Err(ReturnError::Invalid { field: "slot" });
         }
-        let class = get(&x[X_CLASS]) as usize;
-        if class > self.classes.len() {
-            return Err(corrupt("extent class"));
-        }
-        let row = self.row(class).map_err(|_| corrupt("class row"))?;
-        let ext_off = get(&x[X_OFFSET]);
-        let meta = self.meta(ext_off, p.slot).ok_or(corrupt("extent offset"))?;
+        let meta = self.meta(x.start, p.slot).ok_or(ReturnError::Corrupt {
+            what: "extent offset",
+        })?;
         let st = get(&meta[M_STATE]);
         if (st >> 32) as u32 != p.generation || st & STATE_MASK == S_FREE {
             return Err(ReturnError::Stale);
         }
         Ok(Live {
             meta,
-            row,
+            class: x.class as usize,
             st,
-            meta_off: meta_offset(ext_off, p.slot),
+            meta_off: meta_offset(x.start, p.slot),
         })
     }
 
     /// Make a slot Free with a new generation and push it on its class's free list.
+    /// Nothing is written if its class row cannot be found (a corrupt table).
     #[inline]
-    fn release(&self, s: &Live<'_>, from: usize) {
+    fn release(&self, s: &Live<'_>, from: usize) -> Result<(), ReturnError> {
+        let row = self
+            .row(s.class)
+            .map_err(|_| ReturnError::Corrupt { what: "class row" })?;
         let gen = next_generation((s.st >> 32) as u32);
         put(&s.meta[M_STATE], u64::from(gen) << 32 | S_FREE);
         if from == C_LENT {
             // An Owned slot's mask is already 0 (only Lent slots have bits).
             put(&s.meta[M_LENT_MASK], 0);
         }
-        put(&s.meta[M_NEXT_FREE], get(&s.row[C_FREE_HEAD]));
-        put(&s.row[C_FREE_HEAD], s.meta_off);
-        bump(&s.row[from], -1);
+        put(&s.meta[M_NEXT_FREE], get(&row[C_FREE_HEAD]));
+        put(&row[C_FREE_HEAD], s.meta_off);
+        bump(&row[from], -1);
+        Ok(())
     }
 
     /// Owned -> Free: the owner drops a slot it never sent (or took back). The slot gets
@@ -98,10 +99,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
     pub fn free(&self, h: u64) -> Result<(), ReturnError> {
         let s = self.live(h)?;
         match s.state() {
-            S_OWNED => {
-                self.release(&s, C_OWNED);
-                Ok(())
-            }
+            S_OWNED => self.release(&s, C_OWNED),
             S_LENT => Err(ReturnError::NotOwned),
             _ => Err(ReturnError::Corrupt { what: "slot state" }),
         }
@@ -132,10 +130,13 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         let s = self.live(h)?;
         match s.state() {
             S_OWNED => {
+                let row = self
+                    .row(s.class)
+                    .map_err(|_| ReturnError::Corrupt { what: "class row" })?;
                 put(&s.meta[M_LENT_MASK], readers);
                 put(&s.meta[M_STATE], s.st & !STATE_MASK | S_LENT);
-                bump(&s.row[C_OWNED], -1);
-                bump(&s.row[C_LENT], 1);
+                bump(&row[C_OWNED], -1);
+                bump(&row[C_LENT], 1);
                 Ok(())
             }
             S_LENT => Err(ReturnError::NotOwned),
@@ -240,7 +241,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             return Err(ReturnError::NotLentTo { reader });
         }
         if mask == bit {
-            self.release(&s, C_LENT);
+            self.release(&s, C_LENT)?;
             Ok(GiveBack::Freed)
         } else {
             put(&s.meta[M_LENT_MASK], mask & !bit);
@@ -270,10 +271,13 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         let s = self.live(h)?;
         match s.state() {
             S_LENT => {
+                let row = self
+                    .row(s.class)
+                    .map_err(|_| ReturnError::Corrupt { what: "class row" })?;
                 put(&s.meta[M_LENT_MASK], 0);
                 put(&s.meta[M_STATE], s.st & !STATE_MASK | S_OWNED);
-                bump(&s.row[C_LENT], -1);
-                bump(&s.row[C_OWNED], 1);
+                bump(&row[C_LENT], -1);
+                bump(&row[C_OWNED], 1);
                 Ok(())
             }
             S_OWNED => Err(ReturnError::NotLent),
@@ -304,10 +308,10 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         let mut held = 0;
         for e in 0..used {
             let Some(x) = self.extent_row(e) else { break };
-            let class = get(&x[X_CLASS]) as usize;
-            let Ok(row) = self.row(class.min(self.classes.len())) else {
+            let class = (get(&x[X_CLASS]) as usize).min(self.classes.len());
+            if self.row(class).is_err() {
                 break;
-            };
+            }
             let (start, slots) = (
                 get(&x[X_OFFSET]),
                 get(&x[X_SLOTS]).min(MAX_OWNER_SLOTS as u64) as u32,
@@ -323,15 +327,14 @@ impl<M: PoolMemory> OwnerAlloc<M> {
                 }
                 held += 1;
                 if mask == bit {
-                    self.release(
-                        &Live {
-                            meta,
-                            row,
-                            st,
-                            meta_off: meta_offset(start, slot),
-                        },
-                        C_LENT,
-                    );
+                    let live = Live {
+                        meta,
+                        class,
+                        st,
+                        meta_off: meta_offset(start, slot),
+                    };
+                    // Cannot fail: the class row was found above.
+                    let _ = self.release(&live, C_LENT);
                 } else {
                     put(&meta[M_LENT_MASK], mask & !bit);
                 }
