@@ -38,7 +38,18 @@
 //!   (`BREAK_BOUND_NONZERO`: it reads the dead one's message racing the reuse);
 //! - a producer reclaims from a consumer that left, or died, only after its
 //!   last read of a held message (`BREAK_DROP_LINK_WHILE_HELD`,
-//!   `BREAK_RELAXED_UNLINK`, `BREAK_LEFT_BY_WORD`: the reuse races the read).
+//!   `BREAK_RELAXED_UNLINK`, `BREAK_LEFT_BY_WORD`: the reuse races the read);
+//! - a consumer that drops its `Receiver` and makes a new one before the
+//!   producer's next slow path: **fails on the real code** (it reads the old
+//!   ring again from position 0 and gets a message twice; see the test).
+//!
+//! Also seen while writing these (weak memory only, not kept as a model):
+//! `RemotePool::link_to` reads a link's tag (Acquire) and then its words; a
+//! link dropped and made again in the same table slot has the same tag, so a
+//! producer that read the old tag can take the new words without a
+//! happens-before to what the consumer initialised for them (loom reported
+//! the race when the head block was a plain cell). Values stay validated
+//! (offsets by `covers`, the head by `checked_head`); x86's ordering hides it.
 #![cfg(numashm_loom)]
 #![allow(unsafe_code)] // loom's UnsafeCell is read and written through raw pointers
 
@@ -679,4 +690,102 @@ fn a_producer_reclaims_from_a_consumer_that_left_only_after_its_last_read() {
 #[test]
 fn a_producer_reclaims_from_a_consumer_that_died_only_after_its_last_read() {
     reclaim_after_last_read(true);
+}
+
+/// Ring 1's cells as `split.rs` lays them out (a cell's words, then its
+/// stamp, position + 1, Release; a pop at position `head` takes the cell
+/// only if its stamp is `head + 1`, Acquire): used where a consumer end must
+/// start over at position 0 on a ring that already has cells, which the
+/// heap ring's one consumer end cannot do.
+struct StampRing {
+    stamp: Vec<AtomicU64>,
+    cell: Vec<AtomicU64>,
+}
+
+impl StampRing {
+    fn new(cap: usize) -> Self {
+        StampRing {
+            stamp: (0..cap).map(|_| AtomicU64::new(0)).collect(),
+            cell: (0..cap).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// `SplitProducer::push` at `tail`: `(slot << 32 | value)` in one word here.
+    fn push(&self, tail: u64, slot: usize, value: u64) {
+        let i = tail as usize % self.cell.len();
+        self.cell[i].store((slot as u64) << 32 | value, Ordering::Relaxed);
+        self.stamp[i].store(tail + 1, Ordering::Release); // SYNC split-publish
+    }
+
+    /// `SplitConsumer::pop` at `head`.
+    fn pop(&self, head: &mut u64) -> Option<(usize, u64)> {
+        let i = *head as usize % self.cell.len();
+        if self.stamp[i].load(Ordering::Acquire) != *head + 1 {
+            return None;
+        }
+        let c = self.cell[i].load(Ordering::Relaxed);
+        *head += 1;
+        Some(((c >> 32) as usize, c & 0xffff_ffff))
+    }
+}
+
+/// **Finding (real code).** A consumer takes message 7 from ring 1, drops
+/// it and its `Receiver` (`unconsume`: channel word released, link dropped),
+/// then makes a new `Receiver` before the producer's next slow path. The
+/// claim succeeds (the word is free), `rescan` -> `link` links ring 1 again
+/// with a fresh head block, and the consumer end starts at position 0
+/// (`SplitConsumer::attach_shared(.., 0)`, `ends.rs` `link`); `readable`
+/// confirms it at once (`CH_BOUND` still names our pool id: the producer
+/// never unbound us), so it pops cell 0 again: message 7 is delivered twice,
+/// its slot possibly already freed by its return and reused. The producer
+/// does not notice either: its `bind` looks for our link only when the
+/// channel word names someone else, and it names us again, so it stays
+/// attached to the old head block and return ring (freed in our pool).
+/// Checked on the real code (a scratch program: `b.receiver(0)` dropped and
+/// made again, the second receives the first message again; the producer
+/// then counts 0 returns and 2 slots stay lent). This test asserts the
+/// modelled real protocol fails so; fix the code, then this model.
+#[test]
+#[should_panic(expected = "delivered twice")]
+fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice_real_code() {
+    loom::model(|| {
+        let w = World::new();
+        let ring = StampRing::new(2);
+        // Before: ring 1 bound to consumer 0, message 7 in slot 0 pushed.
+        let mut p = Producer::new(w.clone(), Vec::new());
+        p.new_ring();
+        let mut c = Consumer {
+            w: w.clone(),
+            k: 0,
+            rx: Vec::new(),
+            link: None,
+            active: false,
+        };
+        c.consume();
+        assert!(p.bind() && c.readable(), "bound before the model runs");
+        w.slots.write(0, 7);
+        p.slots[0] = Slot::Lent;
+        ring.push(0, 0, 7);
+        // The producer's slow paths meanwhile (a wait slice, `upkeep`).
+        let producer = thread::spawn(move || {
+            p.bind();
+            thread::yield_now();
+            p.bind();
+        });
+        let mut head = 0;
+        let (s, value) = ring.pop(&mut head).expect("message 7");
+        c.read(s, value);
+        c.link.as_mut().unwrap().held += 1;
+        c.give_back();
+        c.unconsume(); // `Receiver` dropped: the link goes
+        c.consume(); // a new `Receiver`: claim, link the current ring
+        let mut head = 0; // `link`: `attach_shared(.., start 0)`
+        let mut again = None;
+        if c.readable() && c.link.as_ref().is_some_and(|l| l.ring == 1) {
+            again = ring.pop(&mut head).map(|(_, v)| v);
+        }
+        // Joined first: a panic with a live loom thread aborts, `should_panic` needs an unwind.
+        producer.join().unwrap();
+        assert_ne!(again, Some(value), "message {value} delivered twice");
+    });
 }
