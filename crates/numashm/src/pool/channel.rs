@@ -546,6 +546,36 @@ impl<'p> Receiver<'p> {
     /// See [`Peer`].
     #[inline]
     pub fn try_recv(&self) -> Result<Message<'p>, ChannelError> {
+        match self.recv_next() {
+            Some(m) => Ok(m),
+            None => self.try_recv_all(),
+        }
+    }
+
+    /// The busy path: one pop from the link whose turn it is, when that link is
+    /// confirmed and has no held-back returns; `None` sends the caller to
+    /// [`Receiver::try_recv_all`], which goes on from the same link (a cell
+    /// popped and dropped here was a bad one, which it would skip too).
+    #[inline(always)]
+    fn recv_next(&self) -> Option<Message<'p>> {
+        let mut consumed = self.peer.consumed.borrow_mut();
+        let cs = consumed.get_mut(self.channel)?.as_mut()?;
+        let li = cs.next;
+        let n = cs.links.len();
+        let l = cs.links.get_mut(li)?.as_mut()?;
+        if !l.confirmed || !l.overflow.is_empty() {
+            return None;
+        }
+        let cell = l.ring.pop().ok()??;
+        let m = self.deliver(l, li, cell)?;
+        cs.next = if li + 1 >= n { 0 } else { li + 1 };
+        Some(m)
+    }
+
+    /// Every link, round-robin from the one whose turn it is; the slow paths
+    /// (held-back returns, an unconfirmed link, a rescan) are taken here.
+    #[inline(never)]
+    fn try_recv_all(&self) -> Result<Message<'p>, ChannelError> {
         let peer = self.peer;
         let c = self.channel;
         {
@@ -592,12 +622,12 @@ impl<'p> Receiver<'p> {
 
     /// A popped cell `[handle, offset, length]` as a message, if it lies
     /// inside its sender's pool (else it is dropped: nothing to read or return).
-    #[inline]
+    #[inline(always)]
     fn deliver(&self, l: &mut Link, li: usize, cell: [u64; 3]) -> Option<Message<'p>> {
         let [handle, off, len] = cell;
         // Room in the producer's ring now: a producer parked on it is told (batched).
         l.popped();
-        if !l.remote.covers(off, len) {
+        if !l.covers(off, len) {
             return None;
         }
         let ptr = l.remote.ptr(off);

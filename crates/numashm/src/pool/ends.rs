@@ -113,6 +113,11 @@ pub(crate) struct Link {
     pub(crate) confirmed: bool,
     /// Pops since we last told a producer waiting for room (see `Link::popped`).
     pub(crate) unnotified: u32,
+    /// Tell a producer waiting for room every this many pops: `capacity / 4`, 1 to 32.
+    notify_every: u32,
+    /// Bytes of the producer's pool known mapped (a lower bound: a mapping only
+    /// grows), so a cell inside them is accepted without asking the region.
+    known_len: u64,
     /// The producer's wake pipe (an async send waiting for room), opened when first needed.
     pub(crate) wake: PeerWake,
     /// The producer replaced this ring (we were found gone): read nothing more.
@@ -137,14 +142,33 @@ impl Link {
     #[inline]
     pub(crate) fn popped(&mut self) {
         self.unnotified += 1;
-        let every = (self.ring.capacity() / 4).clamp(1, 32) as u32;
-        if self.unnotified >= every {
+        if self.unnotified >= self.notify_every {
             self.unnotified = 0;
             if let Ok(true) = self.ring.notify_space() {
                 // It was waiting: an async producer waits on its wake pipe.
                 self.wake.signal(&self.remote);
             }
         }
+    }
+
+    /// Whether `[off, off + len)` lies inside the producer's pool: against the
+    /// length known mapped, else asking the region (which maps what the owner
+    /// published since, if it can).
+    #[inline]
+    pub(crate) fn covers(&mut self, off: u64, len: u64) -> bool {
+        match off.checked_add(len) {
+            Some(end) if end <= self.known_len => true,
+            _ => self.covers_slow(off, len),
+        }
+    }
+
+    #[cold]
+    fn covers_slow(&mut self, off: u64, len: u64) -> bool {
+        if !self.remote.covers(off, len) {
+            return false;
+        }
+        self.known_len = self.remote.mapped_len() as u64;
+        true
     }
 
     /// Whether we may read this ring now; checks the producer's channel table
@@ -438,6 +462,7 @@ impl Peer {
         self.pool
             .link_word(table_slot, 0)
             .store(LINK_VALID | (c as u64) << 32 | u64::from(entry), Ordering::Release);
+        let notify_every = (ring.capacity() / 4).clamp(1, 32) as u32;
         let link = Link {
             remote,
             ring,
@@ -446,6 +471,8 @@ impl Peer {
             held: 0,
             confirmed: false,
             unnotified: 0,
+            notify_every,
+            known_len: 0,
             wake: PeerWake::default(),
             stale: false,
             channel: c,

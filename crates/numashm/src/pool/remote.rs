@@ -91,6 +91,12 @@ impl RemotePool {
         }
     }
 
+    /// Bytes of the pool mapped now (never less later: a sealed pool cannot
+    /// shrink, and the mapping only grows).
+    pub(crate) fn mapped_len(&self) -> usize {
+        self.region.len()
+    }
+
     /// Pointer to byte `off` after `covers(off, len)` said yes.
     pub(crate) fn ptr(&self, off: u64) -> NonNull<u8> {
         debug_assert!(self.covers(off, 0));
