@@ -185,8 +185,11 @@ impl std::ops::Deref for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.peer.give_back(self.channel, self.link, self.handle);
+        if !self.peer.give_back_now(self.channel, self.link, self.handle) {
+            self.peer.give_back(self.channel, self.link, self.handle);
+        }
     }
 }
 

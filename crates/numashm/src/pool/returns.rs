@@ -96,9 +96,29 @@ impl Peer {
         freed
     }
 
+    /// [`Peer::give_back`]'s busy path: the channel is still consumed and the
+    /// link has no held-back returns, so the handle goes straight onto the
+    /// return ring. `false` (nothing done) when that does not hold or the ring
+    /// is full: then `give_back` does it all.
+    #[inline(always)]
+    pub(crate) fn give_back_now(&self, c: usize, link: usize, handle: u64) -> bool {
+        let mut consumed = self.consumed.borrow_mut();
+        let Some(Some(cs)) = consumed.get_mut(c) else { return false };
+        if !cs.active {
+            return false;
+        }
+        let Some(Some(l)) = cs.links.get_mut(link) else { return false };
+        if !l.overflow.is_empty() || l.returns.push([handle, 0, 0]).is_err() {
+            return false;
+        }
+        l.held = l.held.saturating_sub(1);
+        true
+    }
+
     /// A received message's slot goes back on its link's return ring; the
     /// link's count of held messages drops (a link no longer consumed goes
     /// with its last held message).
+    #[inline(never)]
     pub(crate) fn give_back(&self, c: usize, link: usize, handle: u64) {
         let mut consumed = self.consumed.borrow_mut();
         let Some(cs) = consumed[c].as_mut() else { return };
