@@ -19,7 +19,7 @@ use crate::pool::liveness::{liveness, Liveness};
 use crate::pool::own::{name_of, ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_DROPPED, P_LOST_TO_DEAD, P_NAME, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_NAME_BYTES};
 use crate::pool::remote::{ChannelHint, RemotePool};
 use crate::pool::rendezvous::{
-    rendezvous_len, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
+    rendezvous_len, unpack_consumer, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
     S_EMPTY, S_JOINING,
 };
 use crate::loom::sync::atomic::Ordering;
@@ -139,8 +139,15 @@ pub struct EntryReport {
 pub struct ChannelReport {
     /// The channel.
     pub channel: usize,
-    /// The consumer's entry, or the corrupt word.
+    /// The consumer's entry, or the corrupt word (an entry past the table,
+    /// or an epoch wider than 24 bits: `PoolError::Corrupt` naming the field).
     pub consumer: Result<u32, PoolError>,
+    /// The use of that entry the word names (its epoch; 0 for a corrupt word).
+    pub consumer_epoch: u32,
+    /// The word names an earlier use of its entry than the current one (the
+    /// entry's epoch moved on): nobody consumes the channel; the next
+    /// claimer takes the word over.
+    pub leftover: bool,
     /// The ring of each reported producer of the channel (an attached entry
     /// that says it produces it and whose pool has the ring), in entry order.
     pub rings: Vec<Result<RingReport, InspectError>>,
@@ -358,22 +365,15 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
     let too_small = || PoolError::Corrupt { what: "rendezvous", field: "len", value: region.len() as u64 };
     let channel_words = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
     let entry_words = Words::new(region.clone(), PEERS_OFF, rdv.max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
-    let named: Vec<(usize, Result<u32, PoolError>)> = (0..MAX_CHANNELS)
+    let named: Vec<(usize, Result<u32, PoolError>, u32, bool)> = (0..MAX_CHANNELS)
         .filter_map(|c| {
             // Relaxed: a hint for a report; nothing is derived from it but text.
             let v = channel_words.at(c).load(Ordering::Relaxed);
-            (v != 0).then(|| {
-                let consumer = if v <= u64::from(rdv.max_peers) {
-                    Ok((v - 1) as u32)
-                } else {
-                    Err(PoolError::Corrupt {
-                        what: "rendezvous channel",
-                        field: "consumer",
-                        value: v,
-                    })
-                };
-                (c, consumer)
-            })
+            match unpack_consumer(v, rdv.max_peers) {
+                Ok(None) => None,
+                Ok(Some((entry, epoch))) => Some((c, Ok(entry), epoch, rdv.entry(entry).epoch != epoch)),
+                Err(field) => Some((c, Err(PoolError::Corrupt { what: "rendezvous channel", field, value: v }), 0, false)),
+            }
         })
         .collect();
     let mut entries = Vec::new();
@@ -424,10 +424,12 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
     }
     let channels = named
         .into_iter()
-        .map(|(c, consumer)| {
+        .map(|(c, consumer, consumer_epoch, leftover)| {
+            // A leftover's entry is somebody else's now: it reads nothing of these rings.
             let reader = consumer
                 .as_ref()
                 .ok()
+                .filter(|_| !leftover)
                 .and_then(|&e| remotes.iter().find(|r| r.entry == e));
             let rings = entries
                 .iter()
@@ -438,6 +440,8 @@ fn report(region: Region) -> Result<RendezvousReport, PoolError> {
             ChannelReport {
                 channel: c,
                 consumer,
+                consumer_epoch,
+                leftover,
                 rings,
             }
         })
@@ -635,6 +639,7 @@ mod tests {
         assert_eq!((r.channels[0].channel, r.channels[0].consumer.as_ref().ok()), (3, Some(&b.entry())));
         let ea = &r.entries[a.entry() as usize];
         let eb = &r.entries[b.entry() as usize];
+        assert_eq!((r.channels[0].consumer_epoch, r.channels[0].leftover), (eb.epoch, false), "the word names b's use of its entry");
         assert_eq!((ea.produces, eb.consumes), (1 << 3, 1 << 3));
         assert_eq!(ea.alive, Liveness::Alive);
         let pa = ea.pool.as_ref().unwrap().as_ref().unwrap();
@@ -759,7 +764,12 @@ mod tests {
         w(6, 0, 0x55 << 56 | u64::from(me));
         // Entry 7: attached, a pid no process can have.
         w(7, 0, crate::pool::rendezvous::pack(S_ATTACHED, 1, u32::MAX));
-        Words::new(rdv.region.clone(), CHANNELS_OFF, MAX_CHANNELS).unwrap().at(9).store(0xdead, Ordering::Relaxed);
+        let channel = |c: usize, v: u64| Words::new(rdv.region.clone(), CHANNELS_OFF, MAX_CHANNELS).unwrap().at(c).store(v, Ordering::Relaxed);
+        channel(9, 0xdead);
+        // Channel 10: a fine entry with an epoch wider than 24 bits; 11: the host's entry, an earlier epoch.
+        channel(10, 1 << 60 | 1);
+        let host_epoch = rdv.entry(host.entry()).epoch;
+        channel(11, crate::pool::rendezvous::pack_consumer(host.entry(), host_epoch.wrapping_sub(1) & 0x00ff_ffff));
         let r = inspect_fd(host.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
         let e = |i| r.entries.iter().find(|e| e.index == i).unwrap();
         assert!(matches!(e(5).pool, Some(Err(InspectError::Pool(PoolError::Region(_))))), "{:?}", e(5).pool);
@@ -768,6 +778,9 @@ mod tests {
         assert_eq!((e(7).alive, e(7).pool.is_none()), (Liveness::Dead, true));
         let c9 = r.channels.iter().find(|c| c.channel == 9).unwrap();
         assert!(matches!(c9.consumer, Err(PoolError::Corrupt { field: "consumer", value: 0xdead, .. })));
+        let ch = |c| r.channels.iter().find(|x| x.channel == c).unwrap();
+        assert!(matches!(ch(10).consumer, Err(PoolError::Corrupt { field: "consumer epoch", value: 0x1000_0000_0000_0001, .. })));
+        assert_eq!((ch(11).consumer.as_ref().ok(), ch(11).leftover), (Some(&host.entry()), true), "an earlier use of the host's entry");
         assert!(e(host.entry()).pool.as_ref().unwrap().is_ok(), "the honest peer is still reported");
     }
 

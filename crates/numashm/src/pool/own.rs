@@ -214,7 +214,8 @@ mod documented {
         let doc = include_str!("../../../../docs/pools.md");
         let rv = crate::pool::rendezvous::HEADER_OFF;
         assert!(doc.contains(&format!("| {rv} | 64 | 0 magic `\"NSHMRDV4\"`")), "rendezvous header at {rv}");
-        assert!(doc.contains(&format!("| {CHANNELS_OFF} | 64 | channel `c`")), "channel words at {CHANNELS_OFF}");
+        assert!(doc.contains(&format!("| {CHANNELS_OFF} | 64 | channel `c`: consumer `epoch << 32 \\| entry + 1` (0 = none)")), "channel words at {CHANNELS_OFF}");
+        assert_eq!(crate::pool::rendezvous::pack_consumer(2, 5), 5 << 32 | 3, "the channel word as documented");
         assert!(doc.contains(&format!("| {PEERS_OFF} | 16 × max_peers | entries")), "peer entries at {PEERS_OFF}");
         assert!(doc.contains(&format!("| {POOL_HEADER_OFF} | pool header, {POOL_HEADER_WORDS} words")), "pool header");
         assert!(doc.contains(&format!("| {ALLOC_OFF} | owner allocator")), "allocator offset");

@@ -10,13 +10,21 @@
 //! |---|---|---|
 //! | 0 | | region header (region.md) |
 //! | 4096 | 64 | header: magic, `version \| max_peers << 32`, change counter |
-//! | 4608 | 64 | channel words: consumer entry + 1 (0 = none), taken by CAS |
+//! | 4608 | 64 | channel words: consumer `epoch << 32 \| entry + 1` (0 = none), taken by CAS |
 //! | 5120 | 16 × max_peers | peer entries |
 //!
 //! Peer entry words: 0 `state (8) | epoch (24) | pid (32)` (CAS), 1 start
 //! time, 2 pool fd number in the owner, 3 pool id, 4 pool reservation bytes,
 //! 5 produced-channel mask, 6 consumed-channel mask.
+//!
+//! A channel word names a *use* of an entry (its epoch), not only the entry:
+//! a word whose epoch is not the entry's current one is a leftover of an
+//! earlier user (who died or left), never the claim of the entry's new user.
+//! Without the epoch a claimer that found the dead user's entry free could
+//! take the channel from the next user of that entry, who had just been told
+//! it holds it (loom `pool_attach.rs`, the late recoverer).
 
+use std::cell::Cell;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -68,6 +76,32 @@ pub(crate) fn unpack(w: u64) -> (u64, u32, u32) {
     (w >> 56, (w >> 32) as u32 & 0x00ff_ffff, w as u32)
 }
 
+/// Epochs are 24 bits (entry word 0).
+const EPOCH_MASK: u32 = 0x00ff_ffff;
+
+/// A channel's consumer word: `epoch << 32 | entry + 1` (0 = none).
+pub(crate) fn pack_consumer(entry: u32, epoch: u32) -> u64 {
+    u64::from(epoch & EPOCH_MASK) << 32 | (u64::from(entry) + 1)
+}
+
+/// Decodes a consumer word read from the rendezvous (any process may have
+/// written it): `Ok(None)` for 0, `Ok(Some((entry, epoch)))` for a word whose
+/// entry is below `max_peers` and whose epoch fits 24 bits, else `Err` naming
+/// the bad field.
+pub(crate) fn unpack_consumer(w: u64, max_peers: u32) -> Result<Option<(u32, u32)>, &'static str> {
+    if w == 0 {
+        return Ok(None);
+    }
+    let (low, epoch) = (w & 0xffff_ffff, w >> 32);
+    if low == 0 || low > u64::from(max_peers) {
+        return Err("consumer");
+    }
+    if epoch > u64::from(EPOCH_MASK) {
+        return Err("consumer epoch");
+    }
+    Ok(Some(((low - 1) as u32, epoch as u32)))
+}
+
 /// Bytes a rendezvous for `max_peers` needs.
 pub(crate) fn rendezvous_len(max_peers: u32) -> usize {
     PEERS_OFF + max_peers as usize * ENTRY_WORDS * 8
@@ -99,6 +133,9 @@ pub(crate) struct Rendezvous {
     /// they could not be opened; joining then fails with it, probing says
     /// `Unknown`).
     locks: Result<EntryLocks, std::io::ErrorKind>,
+    /// The entry this view joined and its epoch (set by `join`): our channel
+    /// claims name that use of the entry.
+    joined: Cell<Option<(u32, u32)>>,
 }
 
 impl Rendezvous {
@@ -137,7 +174,7 @@ impl Rendezvous {
         let channels = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
         let peers = Words::new(region.clone(), PEERS_OFF, max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
         let locks = EntryLocks::open(region.as_fd()).map_err(|e| e.kind());
-        Ok(Rendezvous { region, header, channels, peers, max_peers, locks })
+        Ok(Rendezvous { region, header, channels, peers, max_peers, locks, joined: Cell::new(None) })
     }
 
     fn word(&self, entry: u32, w: usize) -> &AtomicU64 {
@@ -191,6 +228,7 @@ impl Rendezvous {
             // Release: SYNC peer-publish, the entry's words before the state says Attached.
             ident.store(pack(S_ATTACHED, epoch, pid), Ordering::Release);
             self.bump_changes();
+            self.joined.set(Some((i, epoch)));
             return Ok((i, epoch));
         }
         Err(PoolError::Full { what: "peer table", max: self.max_peers as usize })
@@ -223,8 +261,9 @@ impl Rendezvous {
 
     /// Gives our entry back (only if it is still ours: a hostile rewrite is left alone).
     pub(crate) fn leave(&self, entry: u32, epoch: u32, pid: u32) {
+        let mine = pack_consumer(entry, epoch);
         for c in 0..MAX_CHANNELS {
-            let _ = self.channels.at(c).compare_exchange(u64::from(entry) + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = self.channels.at(c).compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         // Release: everything we did as this entry happens before its next user's join.
         let _ = self.word(entry, E_IDENT).compare_exchange(
@@ -271,39 +310,40 @@ impl Rendezvous {
         self.bump_changes();
     }
 
-    /// The entry named as channel `c`'s consumer (a hint).
+    /// The entry named as channel `c`'s consumer (a hint): `None` for an
+    /// empty or malformed word, and for a leftover (its epoch is not the
+    /// entry's current one: an earlier user of the entry claimed it).
     pub(crate) fn consumer_of(&self, c: usize) -> Option<u32> {
         // Acquire: the consumer's claim CAS (AcqRel) published its entry.
-        let v = self.channels.at(c).load(Ordering::Acquire);
-        (v != 0 && v <= u64::from(self.max_peers)).then(|| (v - 1) as u32)
+        let (entry, epoch) = unpack_consumer(self.channels.at(c).load(Ordering::Acquire), self.max_peers).ok()??;
+        // Acquire: SYNC peer-publish (only the epoch is used).
+        let (_, current, _) = unpack(self.word(entry, E_IDENT).load(Ordering::Acquire));
+        (current == epoch).then_some(entry)
     }
 
-    /// Claims channel `c`'s consumer word for `entry`: from 0, or from a
-    /// consumer whose entry nobody holds (its lock is free: the kernel's word), whose entry is not Attached
-    /// (left, or taken over), or whose entry does not say it consumes `c` (a
-    /// claimer raises that bit before it claims, and repairs it; a word naming
-    /// a live peer that does not consume `c` is a lie another process wrote).
-    /// A live consumer keeps it: `Err(its entry)`.
+    /// Claims channel `c`'s consumer word for `entry` (the entry this view
+    /// joined: the word names it with its epoch): from 0, from a malformed
+    /// word, from a leftover (a word naming an earlier epoch of its entry),
+    /// or from a consumer whose entry nobody holds (its lock is free: the
+    /// kernel's word), whose entry is not Attached (left, or taken over), or
+    /// whose entry does not say it consumes `c` (a claimer raises that bit
+    /// before it claims, and repairs it; a word naming a live peer that does
+    /// not consume `c` is a lie another process wrote).
+    /// A live consumer keeps it: `Err(its entry)`; `Err(None)` when the word
+    /// keeps changing under us, or this view has not joined as `entry`.
     pub(crate) fn claim_consumer(&self, c: usize, entry: u32) -> Result<(), Option<u32>> {
-        let word = self.channels.at(c);
-        let mine = u64::from(entry) + 1;
+        let Some(mine) = self.my_consumer_word(entry) else { return Err(None) };
         for _ in 0..4 {
             // Acquire: see the previous consumer's entry words.
-            let cur = word.load(Ordering::Acquire);
+            let cur = self.channels.at(c).load(Ordering::Acquire);
+            // The whole word: our entry with an older epoch is a leftover, not us.
             if cur == mine {
                 return Ok(());
             }
-            let holder = (cur != 0 && cur <= u64::from(self.max_peers)).then(|| (cur - 1) as u32);
-            if let Some(h) = holder {
-                let e = self.entry(h);
-                let consumes = e.consumes & (1 << c) != 0;
-                if e.state == S_ATTACHED && consumes && !self.entry_liveness(h).is_dead() {
-                    return Err(Some(h));
-                }
+            if let Some(h) = self.live_consumer(c, cur) {
+                return Err(Some(h));
             }
-            // Garbage, empty, or a gone consumer: take it. AcqRel: one claimer wins.
-            if word.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                self.bump_changes();
+            if self.take_consumer(c, cur, mine) {
                 return Ok(());
             }
         }
@@ -311,9 +351,155 @@ impl Rendezvous {
         Err(None)
     }
 
+    /// Our consumer word, if this view joined as `entry`.
+    fn my_consumer_word(&self, entry: u32) -> Option<u64> {
+        let (me, epoch) = self.joined.get()?;
+        debug_assert_eq!(me, entry, "a view claims only for the entry it joined");
+        (me == entry).then(|| pack_consumer(entry, epoch))
+    }
+
+    /// The live consumer of channel `c` that the word value `cur` names:
+    /// its entry is held (by its lock), Attached, in the epoch the word
+    /// names, and says it consumes `c`. `None`: the word is free to take.
+    fn live_consumer(&self, c: usize, cur: u64) -> Option<u32> {
+        let (h, epoch) = unpack_consumer(cur, self.max_peers).ok()??;
+        let e = self.entry(h);
+        let consumes = e.consumes & (1 << c) != 0;
+        (e.state == S_ATTACHED && e.epoch == epoch && consumes && !self.entry_liveness(h).is_dead()).then_some(h)
+    }
+
+    /// Replaces channel `c`'s word `cur` (garbage, empty, a leftover or a
+    /// gone consumer's) by `mine`. AcqRel: one claimer wins; a word that
+    /// changed since `cur` was read (a new claim) is left alone.
+    fn take_consumer(&self, c: usize, cur: u64, mine: u64) -> bool {
+        let won = self.channels.at(c).compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        if won {
+            self.bump_changes();
+        }
+        won
+    }
+
+    /// Gives channel `c`'s consumer word back if it is ours (our entry and epoch).
     pub(crate) fn release_consumer(&self, c: usize, entry: u32) {
-        // Release: what we did as consumer happens before the next claimer's Acquire.
-        let _ = self.channels.at(c).compare_exchange(u64::from(entry) + 1, 0, Ordering::Release, Ordering::Relaxed);
+        if let Some(mine) = self.my_consumer_word(entry) {
+            // Release: what we did as consumer happens before the next claimer's Acquire.
+            let _ = self.channels.at(c).compare_exchange(mine, 0, Ordering::Release, Ordering::Relaxed);
+        }
         self.bump_changes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use numashm_region::RegionOptions;
+
+    const C: usize = 3;
+
+    /// A fresh rendezvous for 4 peers, and a way to open more views of it:
+    /// each view opens its own lock descriptions, so views behave as
+    /// processes do (dropping one without `leave` is its process dying).
+    fn rendezvous(name: &str) -> (Arc<Region>, Rendezvous) {
+        let region = Arc::new(RegionOptions::new(64 << 10).create_anonymous(name).unwrap());
+        let rdv = Rendezvous::init(region.clone(), 4).unwrap();
+        (region, rdv)
+    }
+
+    fn join(rdv: &Rendezvous, pool_id: u64) -> (u32, u32) {
+        rdv.join(std::process::id(), 0, 0, pool_id, 0).unwrap()
+    }
+
+    fn word(rdv: &Rendezvous) -> u64 {
+        rdv.channels.at(C).load(Ordering::Relaxed)
+    }
+
+    /// The late recoverer (loom `pool_attach.rs`), step by step on the real
+    /// code: R reads the word of a dead consumer D (entry 0) and finds it
+    /// free to take; J joins entry 0 (the next epoch) and claims; R's CAS
+    /// from the word it read must then fail, leaving the channel to J. With
+    /// an epoch-less word J was told `Ok` (the word already said "entry 0")
+    /// and R's CAS succeeded too: two consumers, J's receiver starved.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_late_recoverer_cannot_take_the_channel_of_the_new_user_of_a_dead_entry() {
+        let (region, _creator) = rendezvous("rdv-late-recoverer");
+        let d = Rendezvous::open(region.clone()).unwrap();
+        let (d_entry, d_epoch) = join(&d, 11);
+        let r = Rendezvous::open(region.clone()).unwrap();
+        let (r_entry, _) = join(&r, 22);
+        assert_eq!((d_entry, r_entry), (0, 1));
+        d.set_bit(d_entry, E_CONSUMES, C);
+        assert_eq!(d.claim_consumer(C, d_entry), Ok(()));
+        assert_eq!(r.consumer_of(C), Some(d_entry));
+        drop(d); // D dies: its lock goes, its words stay.
+
+        // R (claim_consumer, first steps): the word names D, whose entry nobody holds.
+        r.set_bit(r_entry, E_CONSUMES, C);
+        let seen = word(&r);
+        assert_eq!(seen, pack_consumer(d_entry, d_epoch));
+        assert_eq!(r.live_consumer(C, seen), None, "D is dead: R may take its word");
+
+        // J joins D's entry and claims the channel before R's CAS.
+        let j = Rendezvous::open(region.clone()).unwrap();
+        let (j_entry, j_epoch) = join(&j, 33);
+        assert_eq!((j_entry, j_epoch), (d_entry, d_epoch + 1));
+        j.set_bit(j_entry, E_CONSUMES, C);
+        assert_eq!(j.claim_consumer(C, j_entry), Ok(()), "D's word is a leftover: J takes it");
+        assert_eq!(word(&j), pack_consumer(j_entry, j_epoch));
+
+        // R's CAS from the word it read fails: J's claim changed it.
+        let r_word = r.my_consumer_word(r_entry).unwrap();
+        assert!(!r.take_consumer(C, seen, r_word), "the late CAS must not steal J's channel");
+        assert_eq!(r.claim_consumer(C, r_entry), Err(Some(j_entry)), "J is live and holds it");
+        assert_eq!((r.consumer_of(C), j.consumer_of(C)), (Some(j_entry), Some(j_entry)));
+    }
+
+    /// A leftover of an entry's earlier use names nobody, and its entry's new
+    /// user (or anyone) takes it; the current use keeps it against others.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_word_of_an_earlier_epoch_is_a_leftover_and_the_current_one_is_kept() {
+        let (region, _creator) = rendezvous("rdv-leftover");
+        let a = Rendezvous::open(region.clone()).unwrap();
+        let (a_entry, a_epoch) = join(&a, 11);
+        let b = Rendezvous::open(region.clone()).unwrap();
+        let (b_entry, _) = join(&b, 22);
+        a.set_bit(a_entry, E_CONSUMES, C);
+        b.set_bit(b_entry, E_CONSUMES, C);
+        // A word naming A's entry with an older epoch (a dead earlier user's).
+        a.channels.at(C).store(pack_consumer(a_entry, a_epoch - 1), Ordering::Relaxed);
+        assert_eq!(b.consumer_of(C), None, "a leftover names no consumer");
+        assert_eq!(b.claim_consumer(C, b_entry), Ok(()), "a leftover is free to take, though A is live");
+        assert_eq!(a.claim_consumer(C, a_entry), Err(Some(b_entry)));
+        // B leaves: its word goes to 0; a leftover of B's entry is not B's to clear.
+        b.release_consumer(C, b_entry);
+        assert_eq!(word(&a), 0);
+        assert_eq!(a.claim_consumer(C, a_entry), Ok(()));
+        a.channels.at(C).store(pack_consumer(b_entry, 9), Ordering::Relaxed);
+        b.release_consumer(C, b_entry);
+        assert_eq!(word(&a), pack_consumer(b_entry, 9));
+    }
+
+    /// Malformed words (entry out of range, entry part 0 with an epoch,
+    /// epoch wider than 24 bits) are typed errors naming the field, never an
+    /// index: `consumer_of` says nobody, a claimer takes them.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn malformed_consumer_words_are_refused_and_taken_over() {
+        for (w, field) in [(5, "consumer"), (u64::MAX, "consumer"), (7 << 32, "consumer"), (1 << 56 | 1, "consumer epoch")] {
+            assert_eq!(unpack_consumer(w, 4), Err(field), "{w:#x}");
+        }
+        assert_eq!(unpack_consumer(0, 4), Ok(None));
+        assert_eq!(unpack_consumer(pack_consumer(3, EPOCH_MASK), 4), Ok(Some((3, EPOCH_MASK))));
+        let (region, _creator) = rendezvous("rdv-malformed");
+        let a = Rendezvous::open(region.clone()).unwrap();
+        let (me, _) = join(&a, 11);
+        a.set_bit(me, E_CONSUMES, C);
+        for w in [5, u64::MAX, 1 << 56 | 1] {
+            a.channels.at(C).store(w, Ordering::Relaxed);
+            assert_eq!(a.consumer_of(C), None, "{w:#x}");
+            assert_eq!(a.claim_consumer(C, me), Ok(()), "{w:#x}");
+            assert_eq!(a.consumer_of(C), Some(me));
+        }
     }
 }
