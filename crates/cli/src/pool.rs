@@ -80,7 +80,12 @@ fn text(path: &Path, r: &RendezvousReport) -> String {
         .channels
         .iter()
         .map(|c| {
-            vec![c.channel.to_string(), c.consumer.as_ref().map_or_else(|e| format!("error: {e}"), |e| format!("entry {e}"))]
+            let consumer = match &c.consumer {
+                Err(e) => format!("error: {e}"),
+                Ok(e) if c.leftover => format!("none (leftover of entry {e}, epoch {})", c.consumer_epoch),
+                Ok(e) => format!("entry {e}"),
+            };
+            vec![c.channel.to_string(), consumer]
         })
         .collect();
     out += &table(&["channel", "consumer"], &rows);
@@ -193,6 +198,8 @@ fn to_json(path: &Path, r: &RendezvousReport) -> Value {
         "channels": r.channels.iter().map(|c| json!({
             "channel": c.channel,
             "consumer": c.consumer.as_ref().map_or_else(err_json, |e| json!(e)),
+            "consumer_epoch": c.consumer_epoch,
+            "leftover": c.leftover,
         })).collect::<Vec<_>>(),
         "peers": r.entries.iter().map(|e| json!({
             "entry": e.index,
@@ -255,4 +262,34 @@ fn pool_json(p: &PoolReport) -> Value {
         "lost_to_dead_consumers": p.lost_to_dead_consumers,
         "allocator": allocator,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use numashm::pool::{Peer, PeerConfig};
+
+    /// The consumer column: the entry for a current claim, "none" for a
+    /// leftover of an earlier use of the entry (JSON: `leftover`).
+    #[test]
+    fn a_leftover_consumer_word_is_reported_as_none() {
+        let host = Peer::create_anonymous("cli-leftover", 4, PeerConfig::new("cli-leftover-a")).unwrap();
+        let guest = host.join_same(PeerConfig::new("cli-leftover-b")).unwrap();
+        let _rx = guest.receiver(4).unwrap();
+        let fd = || numashm::pool::inspect_fd(host.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
+        let epoch = fd().entries.iter().find(|e| e.index == guest.entry()).unwrap().epoch;
+        // Channel 5's consumer word (docs/pools.md: from byte 4608, `epoch << 32 | entry + 1`)
+        // names the guest's entry in an earlier epoch, as any peer could write it.
+        let word = u64::from(epoch - 1) << 32 | u64::from(guest.entry() + 1);
+        let f = std::fs::File::from(host.rendezvous_fd().try_clone_to_owned().unwrap());
+        std::os::unix::fs::FileExt::write_all_at(&f, &word.to_le_bytes(), 4608 + 8 * 5).unwrap();
+        let r = fd();
+        let text = text(Path::new("/dev/shm/x"), &r);
+        assert!(text.contains(&format!("4        entry {}", guest.entry())), "{text}");
+        assert!(text.contains(&format!("5        none (leftover of entry {}, epoch {})", guest.entry(), epoch - 1)), "{text}");
+        let json = to_json(Path::new("/dev/shm/x"), &r);
+        let ch = |c: u64| json["channels"].as_array().unwrap().iter().find(|x| x["channel"] == c).unwrap().clone();
+        assert_eq!((&ch(4)["leftover"], &ch(4)["consumer_epoch"]), (&json!(false), &json!(epoch)));
+        assert_eq!((&ch(5)["leftover"], &ch(5)["consumer"]), (&json!(true), &json!(guest.entry())));
+    }
 }

@@ -144,7 +144,8 @@ pub fn build(path: &str, before: &RendezvousReport, now: &RendezvousReport, seco
     let mut channels = Vec::new();
     for c in &now.channels {
         let consumer = c.consumer.as_ref().map(|&e| e).map_err(ToString::to_string);
-        let consumer_alive = consumer.as_ref().ok().and_then(|&e| now.entries.iter().find(|x| x.index == e)).map(|e| e.alive);
+        // A leftover names an earlier user of the entry: nobody consumes the channel.
+        let consumer_alive = consumer.as_ref().ok().filter(|_| !c.leftover).and_then(|&e| now.entries.iter().find(|x| x.index == e)).map(|e| e.alive);
         if consumer_alive == Some(Liveness::Dead) {
             rec.dead_consumers.push(c.channel);
         }
@@ -172,8 +173,9 @@ pub fn build(path: &str, before: &RendezvousReport, now: &RendezvousReport, seco
             }
         }
         let rate = rings.iter().map(|r| r.rate).sum::<Option<f64>>();
-        let slow = slow(consumer.as_ref().ok().copied(), &rings);
-        channels.push(ChannelRow { channel: c.channel, consumer, consumer_alive: consumer_alive.map(alive), rings, rate, slow });
+        let slow = slow(consumer.as_ref().ok().copied().filter(|_| !c.leftover), &rings);
+        let consumer_alive = if c.leftover { Some("leftover") } else { consumer_alive.map(alive) };
+        channels.push(ChannelRow { channel: c.channel, consumer, consumer_alive, rings, rate, slow });
     }
     let mut peers = Vec::new();
     let mut pools = Vec::new();

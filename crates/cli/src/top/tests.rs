@@ -58,3 +58,29 @@ fn q_esc_and_ctrl_c_quit_other_keys_do_not() {
     assert!(!quits(&k(KeyCode::Char('c'), KeyModifiers::NONE)));
     assert!(!quits(&k(KeyCode::Char('x'), KeyModifiers::NONE)));
 }
+
+/// Writes `word` into channel `c`'s consumer word (docs/pools.md: channel
+/// words from byte 4608, `epoch << 32 | entry + 1`), as any peer could.
+fn write_consumer_word(peer: &Peer, c: u64, word: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::from(peer.rendezvous_fd().try_clone_to_owned().unwrap());
+    f.write_all_at(&word.to_le_bytes(), 4608 + 8 * c).unwrap();
+}
+
+#[test]
+fn a_leftover_consumer_word_is_shown_as_nobody_consuming() {
+    let host = Peer::create_anonymous("top-leftover", 4, PeerConfig::new("top-leftover-a")).unwrap();
+    let guest = host.join_same(PeerConfig::new("top-leftover-b")).unwrap();
+    let fd = || numashm::pool::inspect_fd(host.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
+    let epoch = fd().entries.iter().find(|e| e.index == guest.entry()).unwrap().epoch;
+    // Channel 5 names the guest's entry in an earlier epoch (a dead earlier user's claim).
+    write_consumer_word(&host, 5, u64::from(epoch - 1) << 32 | u64::from(guest.entry() + 1));
+    let r = fd();
+    let c = r.channels.iter().find(|c| c.channel == 5).unwrap();
+    assert_eq!((c.consumer.as_ref().ok(), c.consumer_epoch, c.leftover), (Some(&guest.entry()), epoch - 1, true));
+    let s = snapshot::build("/dev/shm/example", &r, &r, 1.0);
+    let ch = s.channels.iter().find(|c| c.channel == 5).unwrap();
+    assert_eq!((ch.consumer_alive, ch.slow.as_deref()), (Some("leftover"), None), "the live guest is not its consumer");
+    assert!(s.recoveries.dead_consumers.is_empty());
+    assert!(render_text(&s, ONCE_SIZE).contains(&format!("{} (leftover)", guest.entry())));
+}
