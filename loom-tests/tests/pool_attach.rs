@@ -31,9 +31,10 @@
 //!   for the next consumer (`BREAK_CLAIM_BY_STORE`: both take the channel;
 //!   `BREAK_RECLAIM_EVERY_UNBOUND_BIND`: the queued message is reclaimed);
 //! - a late recoverer, acting on a stale "dead" after the entry was re-joined
-//!   by a live peer that claims the channel: **fails on the real code**
-//!   (both end up told they consume the channel; see the test's note), passes
-//!   with the epoch in the channel word (the proposed fix, modelled);
+//!   by a live peer that claims the channel: the new peer keeps it, because
+//!   the channel word names the claimer's epoch (`BREAK_EPOCHLESS_CONSUMER_WORD`,
+//!   the word as it was before the fix: both are told they consume the
+//!   channel; found by this model, see the test's note);
 //! - liveness: a live consumer whose entry words a hostile writer rewrote
 //!   (state, pid, consumed mask, channel word) keeps its entry and its
 //!   binding, and its held slot is not reclaimed (`BREAK_DEAD_BY_HINT`: the
@@ -57,6 +58,10 @@ const BREAK_RELAXED_ATTACHED: bool = false;
 const BREAK_RECOVERER_CLEARS_ENTRY: bool = false;
 /// `claim_consumer` takes the word with a plain store, not a CAS.
 const BREAK_CLAIM_BY_STORE: bool = false;
+/// The channel word holds only `entry + 1`, no epoch (the code before the
+/// late-recoverer fix): a word of an entry's dead user and one of its next
+/// user are the same word.
+const BREAK_EPOCHLESS_CONSUMER_WORD: bool = false;
 /// `bind` reclaims on every bind that finds no live bound consumer, not only
 /// from a ring a consumer was bound to (`was_bound`).
 const BREAK_RECLAIM_EVERY_UNBOUND_BIND: bool = false;
@@ -77,6 +82,16 @@ fn unpack(w: u64) -> (u64, u32, u32) {
     (w >> 56, (w >> 32) as u32 & 0x00ff_ffff, w as u32)
 }
 
+/// `rendezvous::pack_consumer`: the channel's consumer word names a use of
+/// an entry, `epoch << 32 | entry + 1` (0 = none).
+fn consumer_word(entry: usize, epoch: u32) -> u64 {
+    if BREAK_EPOCHLESS_CONSUMER_WORD {
+        entry as u64 + 1
+    } else {
+        u64::from(epoch & 0x00ff_ffff) << 32 | (entry as u64 + 1)
+    }
+}
+
 /// The one channel of these models.
 const C: u64 = 1 << 0;
 /// A pid no process has (any more).
@@ -92,8 +107,7 @@ struct Rdv {
     pool_id: Vec<AtomicU64>,
     /// Entry word 6 (`E_CONSUMES`).
     consumes: Vec<AtomicU64>,
-    /// The channel's consumer word (entry + 1; with the proposed fix also
-    /// the claimer's epoch << 32).
+    /// The channel's consumer word (`consumer_word`).
     channel: AtomicU64,
     /// The kernel's OFD lock of each entry: the holder's pid, 0 = nobody.
     locks: Vec<AtomicUsize>,
@@ -217,31 +231,35 @@ impl Rdv {
         self.consumes[i].fetch_or(C, Ordering::Relaxed);
     }
 
-    /// `Rendezvous::claim_consumer`, step by step. `fixed`: the proposed fix
-    /// (the channel word also holds the claimer's epoch; a word naming an
-    /// older epoch of an entry is a leftover of its previous user).
-    fn claim_consumer(&self, entry: usize, epoch: u32, fixed: bool) -> Result<(), Option<usize>> {
-        let word = |e: usize, ep: u32| {
-            if fixed {
-                u64::from(ep) << 32 | (e as u64 + 1)
-            } else {
-                e as u64 + 1
-            }
-        };
-        let mine = word(entry, epoch);
-        let max = self.ident.len() as u64;
+    /// `rendezvous::unpack_consumer`: `(entry, epoch)` of a well-formed
+    /// word (entry in the table, epoch of 24 bits), else `None`.
+    fn named(&self, w: u64) -> Option<(usize, u32)> {
+        let (low, epoch) = (w & 0xffff_ffff, w >> 32);
+        (low != 0 && low <= self.ident.len() as u64 && epoch <= 0x00ff_ffff)
+            .then(|| ((low - 1) as usize, epoch as u32))
+    }
+
+    /// Whether `epoch` (from a word) is entry `h`'s current use; always
+    /// with the epoch-less word, which cannot tell.
+    fn same_use(&self, h: usize, epoch: u32) -> bool {
+        BREAK_EPOCHLESS_CONSUMER_WORD || self.entry(h).epoch == epoch
+    }
+
+    /// `Rendezvous::claim_consumer` (`live_consumer`, `take_consumer`), step
+    /// by step: a word whose epoch is not its entry's current one is a
+    /// leftover of an earlier user, free to take; "mine" is the whole word.
+    fn claim_consumer(&self, entry: usize, epoch: u32) -> Result<(), Option<usize>> {
+        let mine = consumer_word(entry, epoch);
         for _ in 0..4 {
             // Acquire: see the previous consumer's entry words.
             let cur = self.channel.load(Ordering::Acquire);
             if cur == mine {
                 return Ok(());
             }
-            let low = cur & 0xffff_ffff;
-            let holder = (low != 0 && low <= max).then(|| (low - 1) as usize);
-            if let Some(h) = holder {
+            if let Some((h, ep)) = self.named(cur) {
                 let e = self.entry(h);
                 let consumes = e.consumes & C != 0;
-                let same_use = !fixed || u64::from(e.epoch) == cur >> 32;
+                let same_use = BREAK_EPOCHLESS_CONSUMER_WORD || e.epoch == ep;
                 if e.state == S_ATTACHED && consumes && same_use && !self.entry_dead(h) {
                     return Err(Some(h));
                 }
@@ -265,10 +283,11 @@ impl Rdv {
         Err(None)
     }
 
-    /// `Rendezvous::consumer_of`: Acquire on the word.
+    /// `Rendezvous::consumer_of`: Acquire on the word, then on the named
+    /// entry's ident; a leftover names nobody.
     fn consumer_of(&self) -> Option<usize> {
-        let low = self.channel.load(Ordering::Acquire) & 0xffff_ffff;
-        (low != 0 && low <= self.ident.len() as u64).then(|| (low - 1) as usize)
+        let (h, epoch) = self.named(self.channel.load(Ordering::Acquire))?;
+        self.same_use(h, epoch).then_some(h)
     }
 }
 
@@ -320,7 +339,7 @@ fn a_joiner_racing_a_recoverer_of_a_dead_entry_is_left_alone() {
         let r = Arc::new(Rdv::new(2));
         // Entry 0: a dead consumer of the channel; entry 1: the recoverer, live.
         r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel.store(1, Ordering::Relaxed);
+        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
         r.preset(1, 1, 2, 22, 0, true);
         let joiner = {
             let r = r.clone();
@@ -328,7 +347,7 @@ fn a_joiner_racing_a_recoverer_of_a_dead_entry_is_left_alone() {
         };
         // The recoverer: `Peer::consume` takes over the dead consumer's channel.
         r.set_consumes(1);
-        let first = r.claim_consumer(1, 1, false);
+        let first = r.claim_consumer(1, 1);
         let (i, epoch) = joiner.join().unwrap();
         // It may be refused once, naming entry 0: it read the dead peer's words
         // (Attached, consumes) and then found the lock held (by the joiner).
@@ -337,7 +356,7 @@ fn a_joiner_racing_a_recoverer_of_a_dead_entry_is_left_alone() {
         if first.is_err() {
             assert_eq!(first, Err(Some(0)));
             assert_eq!(
-                r.claim_consumer(1, 1, false),
+                r.claim_consumer(1, 1),
                 Ok(()),
                 "the retry takes the channel"
             );
@@ -451,7 +470,7 @@ fn two_recoverers_of_one_dead_consumer_one_takes_it_and_its_slot_comes_back_once
         // Entry 0: a dead consumer that held the channel and one slot (s0);
         // entries 1 and 2: two live peers that both want the channel.
         r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel.store(1, Ordering::Relaxed);
+        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
         r.preset(1, 1, 1, 11, 0, true);
         r.preset(2, 1, 2, 22, 0, true);
         let ring_off = Arc::new(AtomicU64::new(1));
@@ -466,7 +485,7 @@ fn two_recoverers_of_one_dead_consumer_one_takes_it_and_its_slot_comes_back_once
                 thread::spawn(move || {
                     // `Peer::consume`: the bit, the claim, then `rescan` links the current ring.
                     r.set_consumes(e);
-                    let got = r.claim_consumer(e, 1, false);
+                    let got = r.claim_consumer(e, 1);
                     if got.is_ok() {
                         // `link`: Acquire the ring offset (SYNC channel-publish), publish the
                         // link (SYNC link-publish); a replaced ring is relinked (`readable`
@@ -526,64 +545,53 @@ fn two_recoverers_of_one_dead_consumer_one_takes_it_and_its_slot_comes_back_once
 }
 
 /// A recoverer R (entry 1) takes over the channel of a dead consumer at
-/// entry 0 while a new peer J joins entry 0 and claims the same channel.
-/// Exactly one of them may be told it consumes the channel.
-fn late_recoverer(fixed: bool) {
-    loom::model(move || {
+/// entry 0 (epoch 5) while a new peer J joins entry 0 (epoch 6) and claims
+/// the same channel. Exactly one of them may be told it consumes the channel.
+///
+/// **Found by this model on the code as it was (`rendezvous.rs`
+/// `claim_consumer`, fixed since; `BREAK_EPOCHLESS_CONSUMER_WORD` brings it
+/// back).** The channel word held only `entry + 1`, so it could not tell a
+/// dead user of an entry from the next one. Interleaving: R loads the word
+/// (entry 0), reads entry 0's words (Attached, consumes) and its lock (free:
+/// dead); J joins entry 0 (takes the lock, epoch 6, Attached), raises its
+/// consumes bit and claims: the word already names entry 0, so `cur == mine`
+/// and J is told `Ok`; R's CAS from "entry 0" then succeeds, and R is told
+/// `Ok` too. Producers bind R (the word names R); J's repair (`upkeep` ->
+/// `claim_consumer`) finds R live and gives up: J's `Receiver` gets nothing.
+/// With the epoch, the dead user's word is a leftover that J replaces by its
+/// own (epoch 6), and R's CAS from the old word fails. The same steps on the
+/// real code: `rendezvous.rs`
+/// `a_late_recoverer_cannot_take_the_channel_of_the_new_user_of_a_dead_entry`.
+#[test]
+fn a_late_recoverer_leaves_the_new_peer_on_its_entry_alone() {
+    loom::model(|| {
         let r = Arc::new(Rdv::new(2));
         r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel
-            .store(if fixed { 5 << 32 | 1 } else { 1 }, Ordering::Relaxed);
+        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
         r.preset(1, 1, 2, 22, 0, true);
         let joiner = {
             let r = r.clone();
             thread::spawn(move || {
                 let (i, epoch) = r.join(3, 33).expect("entry 0 is free");
                 r.set_consumes(i);
-                (i, r.claim_consumer(i, epoch, fixed))
+                (i, epoch, r.claim_consumer(i, epoch))
             })
         };
         r.set_consumes(1);
-        let recoverer = r.claim_consumer(1, 1, fixed);
-        let (j, joined) = joiner.join().unwrap();
-        assert_eq!(j, 0);
+        let recoverer = r.claim_consumer(1, 1);
+        let (j, j_epoch, joined) = joiner.join().unwrap();
+        assert_eq!((j, j_epoch), (0, 6));
         assert!(
             recoverer.is_ok() != joined.is_ok(),
             "two live consumers were both told they hold the channel (recoverer {recoverer:?}, joiner {joined:?})"
         );
-        let holder = if recoverer.is_ok() { 1 } else { 0 };
+        let (holder, epoch) = if recoverer.is_ok() { (1, 1) } else { (0, 6) };
         assert_eq!(
-            r.consumer_of(),
-            Some(holder),
-            "the word names the one told so"
+            (r.channel.load(Ordering::Relaxed), r.consumer_of()),
+            (consumer_word(holder, epoch), Some(holder)),
+            "the word names the one told so, in its epoch"
         );
     });
-}
-
-/// **Finding (real code, `rendezvous.rs` `claim_consumer`).** The channel
-/// word holds only `entry + 1`, so it cannot tell a dead user of an entry
-/// from the next one. Interleaving: R loads the word (entry 0), reads entry
-/// 0's words (Attached, consumes) and its lock (free: dead); J joins entry 0
-/// (takes the lock, epoch 6, Attached), raises its consumes bit and claims:
-/// the word already names entry 0, so `cur == mine` and J is told `Ok`; R's
-/// CAS from "entry 0" then succeeds, and R is told `Ok` too. J's `Receiver`
-/// exists but producers bind R (the word names R); J's repair
-/// (`upkeep` -> `claim_consumer`) finds R live and gives up: J waits forever.
-/// This test asserts that the real protocol (modelled) does fail that way;
-/// when the code is fixed, update the model and drop `should_panic`.
-#[test]
-#[should_panic(expected = "two live consumers were both told they hold the channel")]
-fn a_late_recoverer_takes_the_channel_of_the_new_peer_on_its_entry_real_code() {
-    late_recoverer(false);
-}
-
-/// The proposed fix, modelled: the channel word holds the claimer's epoch
-/// too (`epoch << 32 | entry + 1`), a word whose epoch is not the entry's
-/// current one is a leftover (taken over, also by the entry's new user), and
-/// the late recoverer's CAS from the old word fails.
-#[test]
-fn a_late_recoverer_leaves_the_new_peer_alone_with_the_epoch_in_the_channel_word() {
-    late_recoverer(true);
 }
 
 #[test]
@@ -592,7 +600,7 @@ fn a_live_consumer_rewritten_by_a_hostile_writer_keeps_its_entry_binding_and_slo
         let r = Arc::new(Rdv::new(2));
         // Entry 0: live consumer L (pid 1) holding the channel; entry 1 free.
         r.preset(0, 1, 1, 11, C, true);
-        r.channel.store(1, Ordering::Relaxed);
+        r.channel.store(consumer_word(0, 1), Ordering::Relaxed);
         let slots = Arc::new(Slots(vec![UnsafeCell::new(0)]));
         slots.write(0, 7);
         let ring_off = Arc::new(AtomicU64::new(1));
