@@ -3,11 +3,12 @@
 //! (range, generation, lent to that reader, not yet returned) and frees it
 //! with plain stores. A bad return is counted and dropped.
 
-use numashm_varslot::GiveBack;
-
 use crate::pool::ends::{channels, Link, Produced};
 use crate::pool::own::{P_BAD_RETURNS, P_RETURNS};
 use crate::pool::peer::Peer;
+
+/// Returns popped before they are checked together (`OwnerAlloc::give_back_all`).
+const RETURN_BATCH: usize = 32;
 
 /// How much [`Peer::drain_returns`] asks about the consumers of our channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +66,38 @@ impl Peer {
             let mut produced = self.produced.borrow_mut();
             let Some(Produced { bound: Some(b), unreturned, .. }) = produced[c].as_mut() else { continue };
             let (mut ok, mut bad) = (0, 0);
-            // Bounded: at most one ring's worth per call, whatever the consumer writes.
-            for _ in 0..b.returns.capacity() {
-                match b.returns.pop() {
-                    Ok(Some([h, _, _])) => match self.pool.alloc.give_back(h, c as u32) {
-                        Ok(GiveBack::Freed) => {
-                            ok += 1;
-                            freed += 1;
+            // Popped in batches, then checked in one loop (range, generation, lent
+            // to this reader, not yet returned: `give_back_all`). Bounded: at most
+            // one ring's worth per call, whatever the consumer writes.
+            let mut budget = b.returns.capacity();
+            let mut batch = [0u64; RETURN_BATCH];
+            loop {
+                let mut n = 0;
+                let mut more = true;
+                while n < RETURN_BATCH && budget > 0 {
+                    budget -= 1;
+                    match b.returns.pop() {
+                        Ok(Some([h, _, _])) => {
+                            batch[n] = h;
+                            n += 1;
                         }
-                        Ok(GiveBack::StillLent) => ok += 1,
-                        Err(_) => bad += 1,
-                    },
-                    Ok(None) => break,
-                    Err(_) => {
-                        bad += 1;
-                        break;
+                        Ok(None) => {
+                            more = false;
+                            break;
+                        }
+                        Err(_) => {
+                            bad += 1;
+                            more = false;
+                            break;
+                        }
                     }
+                }
+                let (accepted, f) = self.pool.alloc.give_back_all(&batch[..n], c as u32);
+                ok += accepted as u64;
+                bad += (n - accepted) as u64;
+                freed += f;
+                if !more || n < RETURN_BATCH {
+                    break;
                 }
             }
             *unreturned = unreturned.saturating_sub(ok + bad);

@@ -109,9 +109,9 @@ pub struct OwnerAlloc<M: PoolMemory> {
     /// first `shadow_used` of them: a returned handle is checked against these, not
     /// the pool's extent table, so the check reads no pool word before the slot's own
     /// metadata (the pool's rows stay, for inspection and the census).
-    shadow: Box<[Cell<ExtentShadow>]>,
+    pub(crate) shadow: Box<[Cell<ExtentShadow>]>,
     /// Extents published (= the header's extent count, kept here too).
-    shadow_used: Cell<u32>,
+    pub(crate) shadow_used: Cell<u32>,
     /// `!Sync`: one thread writes the pool.
     _not_sync: PhantomData<Cell<()>>,
 }

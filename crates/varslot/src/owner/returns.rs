@@ -2,6 +2,8 @@
 //! `reclaim_reader`. A handle coming back from a reader is hostile input: every field
 //! is checked against the owner's own tables before it is used.
 
+use core::cell::Cell;
+
 use super::alloc::{bump, get, meta_offset, put, GiveBack, OwnedSlot, OwnerAlloc};
 use super::error::ReturnError;
 use super::layout::*;
@@ -229,6 +231,77 @@ impl<M: PoolMemory> OwnerAlloc<M> {
         if reader >= 64 {
             return Err(ReturnError::Invalid { field: "reader" });
         }
+        self.give_back_bit(h, reader)
+    }
+
+    /// [`OwnerAlloc::give_back`] of every handle in `handles` by reader `reader`, each
+    /// checked as there (a bad one changes nothing): how many were accepted and how
+    /// many of those freed their slot. The rest (`handles.len()` minus accepted) were
+    /// refused. One loop over a batch, so the owner's tables are looked up the same way
+    /// for each handle without the caller's state in between.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm_varslot::{HeapPoolMemory, OwnerAlloc, OwnerConfig};
+    /// let a = OwnerAlloc::create(HeapPoolMemory::new(4 << 20).unwrap(), 0, &OwnerConfig::default()).unwrap();
+    /// let (s, t) = (a.alloc(1, true).unwrap(), a.alloc(1, true).unwrap());
+    /// a.lend(s.handle, 0b11).unwrap();
+    /// a.lend(t.handle, 0b10).unwrap();
+    /// // t freed, s still lent to reader 0; the second s is a double return, 7 is garbage.
+    /// assert_eq!(a.give_back_all(&[s.handle, t.handle, s.handle, 7], 1), (2, 1));
+    /// assert_eq!(a.give_back_all(&[s.handle], 64), (0, 0)); // no reader 64
+    /// ```
+    #[inline(never)]
+    pub fn give_back_all(&self, handles: &[u64], reader: u32) -> (usize, usize) {
+        if reader >= 64 {
+            return (0, 0);
+        }
+        let bit = 1u64 << reader;
+        // Kept in registers for the whole batch: the committed words and the extents
+        // published (neither changes during it: a give-back commits and publishes
+        // nothing).
+        let words = self.words.view();
+        let shadow = &self.shadow[..(self.shadow_used.get() as usize).min(self.shadow.len())];
+        let (mut ok, mut freed) = (0, 0);
+        for &h in handles {
+            // The checks of `give_back`, in its order: extent and slot in range (the
+            // owner's own copy of the extent table), generation non-zero and current,
+            // Lent, lent to `reader` and not yet returned by it.
+            let p = HandleParts::decode(h);
+            let Some(x) = shadow.get(p.extent as usize).map(Cell::get) else { continue };
+            if p.generation == 0 || p.slot >= x.slots {
+                continue;
+            }
+            let meta_off = meta_offset(x.start, p.slot);
+            let Some(meta) = usize::try_from(meta_off).ok().and_then(|off| words.block::<4>(off)) else {
+                continue;
+            };
+            let st = get(&meta[M_STATE]);
+            if st != u64::from(p.generation) << 32 | S_LENT {
+                continue;
+            }
+            let mask = get(&meta[M_LENT_MASK]);
+            if mask & bit == 0 {
+                continue;
+            }
+            if mask != bit {
+                put(&meta[M_LENT_MASK], mask & !bit);
+                ok += 1;
+                continue;
+            }
+            let live = Live { meta, class: x.class as usize, st, meta_off };
+            if self.release(&live, C_LENT).is_ok() {
+                ok += 1;
+                freed += 1;
+            }
+        }
+        (ok, freed)
+    }
+
+    /// `give_back` for a reader already checked to be below 64.
+    #[inline(always)]
+    fn give_back_bit(&self, h: u64, reader: u32) -> Result<GiveBack, ReturnError> {
         let s = self.live(h)?;
         match s.state() {
             S_LENT => {}
@@ -236,7 +309,7 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             _ => return Err(ReturnError::Corrupt { what: "slot state" }),
         }
         let mask = get(&s.meta[M_LENT_MASK]);
-        let bit = 1u64 << reader;
+        let bit = 1u64 << (reader & 63);
         if mask & bit == 0 {
             return Err(ReturnError::NotLentTo { reader });
         }
@@ -341,5 +414,79 @@ impl<M: PoolMemory> OwnerAlloc<M> {
             }
         }
         held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::owner::{GiveBack, HandleParts, HeapPoolMemory, OwnerAlloc, OwnerConfig};
+
+    /// Two allocators given the same slots, lends and returns: one takes the returns one
+    /// by one with `give_back`, the other in batches with `give_back_all`. Valid, double,
+    /// stale, wrong-reader, unlent, garbage and out-of-range handles alike: the same
+    /// handles are accepted and freed, and both pools end up word for word the same.
+    #[test]
+    fn give_back_all_accepts_and_refuses_exactly_what_give_back_does() {
+        let cfg = OwnerConfig { classes: vec![64, 256], extent_bytes: 4096, max_extents: 8 };
+        let make = || OwnerAlloc::create(HeapPoolMemory::new(1 << 20).unwrap(), 0, &cfg).unwrap();
+        let (one, all) = (make(), make());
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut lent = Vec::new();
+        let (mut accepted, mut frees, mut refused) = (0, 0, 0);
+        for round in 0..200 {
+            // Allocate and lend a few (same sequence in both: same handles).
+            for _ in 0..next() % 6 {
+                let len = if next() % 3 == 0 { 200 } else { 40 };
+                let (Ok(s), Ok(t)) = (one.alloc(len, true), all.alloc(len, true)) else { break };
+                assert_eq!(s, t);
+                if next() % 5 == 0 {
+                    lent.push(s.handle); // kept Owned: returning it is a bad return
+                    continue;
+                }
+                let mask = 1 << (next() % 4) | 1 << (next() % 4); // one or two of readers 0..4
+                one.lend(s.handle, mask).unwrap();
+                all.lend(t.handle, mask).unwrap();
+                lent.push(s.handle);
+            }
+            // A batch of returns by one reader, good and bad mixed.
+            let reader = match next() % 10 {
+                0 => 64 + (next() % 2) as u32, // no such reader
+                _ => (next() % 5) as u32,      // 4: never lent to
+            };
+            let batch: Vec<u64> = (0..next() % 40)
+                .map(|_| match next() % 8 {
+                    0 => next(),                                              // garbage
+                    1 => HandleParts { extent: 7, ..HandleParts::decode(next()) }.encode(), // unborn extent
+                    _ if lent.is_empty() => next(),
+                    k => {
+                        let h = lent[(next() as usize) % lent.len()];
+                        if k == 2 { h ^ 1 << 32 } else { h } // another generation, or the handle
+                    }
+                })
+                .collect();
+            let (mut ok, mut freed) = (0, 0);
+            for &h in &batch {
+                match one.give_back(h, reader) {
+                    Ok(GiveBack::Freed) => (ok, freed) = (ok + 1, freed + 1),
+                    Ok(GiveBack::StillLent) => ok += 1,
+                    Err(_) => {}
+                }
+            }
+            assert_eq!(all.give_back_all(&batch, reader), (ok, freed), "round {round}");
+            (accepted, frees, refused) = (accepted + ok, frees + freed, refused + batch.len() - ok);
+            assert_eq!(one.audit().unwrap(), all.audit().unwrap(), "round {round}");
+        }
+        // The mix exercised every outcome.
+        assert!(accepted > frees && frees > 20 && refused > 100, "{accepted} {frees} {refused}");
+        let words = |a: &OwnerAlloc<HeapPoolMemory>| {
+            (0..a.words.limit() / 8).map(|i| a.words.block::<1>(i * 8).map(|w| super::get(&w[0]))).collect::<Vec<_>>()
+        };
+        assert_eq!(words(&one), words(&all));
     }
 }

@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use core::cell::Cell;
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use super::memory::PoolMemory;
@@ -82,5 +83,44 @@ impl<M: PoolMemory> PoolWords<M> {
         // SAFETY: `off <= limit`, and the committed bytes are one allocation or mapping
         // starting at `base` (PoolMemory contract 1), so the offset pointer stays in bounds (and is non-null).
         Some(unsafe { NonNull::new_unchecked(self.base.as_ptr().add(off)) })
+    }
+
+    /// The words as they are committed now, in a value a loop can keep in registers
+    /// (a `block` through `self` reloads the base and the limit after every store to a
+    /// pool word, which the compiler cannot tell apart from them).
+    #[inline(always)]
+    pub(crate) fn view(&self) -> WordsView<'_> {
+        WordsView {
+            base: self.base,
+            limit: self.limit.get(),
+            _words: PhantomData,
+        }
+    }
+}
+
+/// [`PoolWords`] frozen at one committed length, borrowed from it: every access is
+/// checked as by [`PoolWords::block`], against that length (committed bytes stay
+/// committed while the memory lives, which the borrow guarantees).
+#[derive(Clone, Copy)]
+pub(crate) struct WordsView<'a> {
+    base: NonNull<u8>,
+    limit: usize,
+    _words: PhantomData<&'a ()>,
+}
+
+impl<'a> WordsView<'a> {
+    /// As [`PoolWords::block`].
+    #[inline(always)]
+    pub(crate) fn block<const N: usize>(self, off: usize) -> Option<&'a [AtomicU64; N]> {
+        let end = off.checked_add(N * 8)?;
+        if off % 8 != 0 || end > self.limit {
+            return None;
+        }
+        // SAFETY: as in `PoolWords::block`: 1. aligned (`off` 8-aligned, `base`
+        // 128-aligned); 2. `off..end` is inside bytes that were committed when the view
+        // was made, and committed bytes stay valid while the memory lives (PoolMemory
+        // contracts 1, 2, 4), which the view's borrow of the `PoolWords` (and so of the
+        // memory) outlives; 3. any bit pattern is a valid `AtomicU64`.
+        Some(unsafe { &*self.base.as_ptr().add(off).cast::<[AtomicU64; N]>() })
     }
 }
