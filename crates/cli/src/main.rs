@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod bridge;
 mod demo;
 mod demo_pool;
 mod pool;
@@ -92,6 +93,9 @@ enum Command {
         #[arg(long, requires = "once")]
         json: bool,
     },
+    /// Bridge a channel to a Zenoh key (out) or a Zenoh key into a channel (in), for more than one host.
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
     /// The README's demo: topology, a region per node, growth seen by a guest process, a ping-pong between two sealed pools.
     Demo,
     /// Side-by-side report: each path, its baseline measured in the same run, the ratio.
@@ -151,6 +155,7 @@ fn run(cmd: Command) -> Result<(), CliError> {
         }
         Command::Inspect { path, json } => pool::inspect(&path, json),
         Command::Top { path, interval, once, json } => top::run(&path, std::time::Duration::from_millis(interval), once, json),
+        Command::Bridge(cmd) => bridge::run(cmd),
         Command::Demo => demo::run(),
         Command::DemoGuest { path } => demo::guest(&path),
         Command::DemoPoolGuest { path } => demo_pool::guest(&path),
