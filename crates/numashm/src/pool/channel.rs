@@ -307,13 +307,23 @@ impl Peer {
         let mut rebind = 0u64;
         {
             let mut produced = self.produced.borrow_mut();
+            // The consumer word is read while unbound, and while bound once
+            // per move of the change count (a claim or a release bumps it
+            // after its CAS): `Rendezvous::settled`. One load for every channel.
+            let changes = self.rdv.changes();
+            let settled = self.rdv.settled(changes);
             let mut m = mask;
             while m != 0 {
                 let c = m.trailing_zeros() as usize;
                 m &= m - 1;
                 let Some(p) = produced[c].as_mut() else { continue };
-                if p.wants_bind(self.rdv.consumer_of(c)) {
-                    rebind |= 1 << c;
+                if settled & 1 << c == 0 || p.bound.is_none() {
+                    if p.wants_bind(self.rdv.consumer_of(c)) {
+                        rebind |= 1 << c;
+                    } else if p.bound.is_some() {
+                        // It names our consumer: no need to read it again until the count moves.
+                        self.rdv.settle(c, changes);
+                    }
                 }
                 match p.ring.push(cell) {
                     Ok(()) => {

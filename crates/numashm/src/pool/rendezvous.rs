@@ -136,6 +136,11 @@ pub(crate) struct Rendezvous {
     /// The entry this view joined and its epoch (set by `join`): our channel
     /// claims name that use of the entry.
     joined: Cell<Option<(u32, u32)>>,
+    /// The send path's gate (`settle`, `settled`): the change count loaded
+    /// before the reads it records, and the channels whose word those reads
+    /// found naming the consumer bound to them.
+    settled_at: Cell<u64>,
+    settled: Cell<u64>,
 }
 
 impl Rendezvous {
@@ -174,7 +179,8 @@ impl Rendezvous {
         let channels = Words::new(region.clone(), CHANNELS_OFF, MAX_CHANNELS).ok_or_else(too_small)?;
         let peers = Words::new(region.clone(), PEERS_OFF, max_peers as usize * ENTRY_WORDS).ok_or_else(too_small)?;
         let locks = EntryLocks::open(region.as_fd()).map_err(|e| e.kind());
-        Ok(Rendezvous { region, header, channels, peers, max_peers, locks, joined: Cell::new(None) })
+        let (settled_at, settled) = (Cell::new(0), Cell::new(0));
+        Ok(Rendezvous { region, header, channels, peers, max_peers, locks, joined: Cell::new(None), settled_at, settled })
     }
 
     fn word(&self, entry: u32, w: usize) -> &AtomicU64 {
@@ -182,15 +188,22 @@ impl Rendezvous {
         self.peers.at(entry as usize * ENTRY_WORDS + w)
     }
 
-    /// Counter bumped whenever the set of peers or producers changes: a hint
-    /// to rescan (a hostile bump only costs a rescan).
+    /// Counter bumped after every change of the set of peers or producers,
+    /// of an entry's ident word, and of a channel's consumer word (claim,
+    /// release, leave): a hint to rescan or re-read (a hostile bump only
+    /// costs a rescan; a hostile writer that changes a word without a bump,
+    /// or puts the count back, only delays what the slow paths re-read
+    /// anyway, see `consumer_since`).
+    #[inline]
     pub(crate) fn changes(&self) -> u64 {
-        // Relaxed: a hint; what it hints at is read and validated separately.
-        self.header.at(H_CHANGES).load(Ordering::Relaxed)
+        // Acquire: SYNC rendezvous-changes, the words changed before the bump we see.
+        self.header.at(H_CHANGES).load(Ordering::Acquire)
     }
 
     pub(crate) fn bump_changes(&self) {
-        // Release: a rescanner that sees the new count sees the entry words before it.
+        // Release: SYNC rendezvous-changes, every word changed before this bump
+        // (entry words, masks, ident, a consumer word's CAS) is seen by a reader
+        // that loads the new count.
         self.header.at(H_CHANGES).fetch_add(1, Ordering::Release);
     }
 
@@ -319,6 +332,39 @@ impl Rendezvous {
         // Acquire: SYNC peer-publish (only the epoch is used).
         let (_, current, _) = unpack(self.word(entry, E_IDENT).load(Ordering::Acquire));
         (current == epoch).then_some(entry)
+    }
+
+    /// The channels whose consumer word the send path need not read: each
+    /// was read after the change count `changes` (loaded with
+    /// [`Self::changes`] before this call) and named the consumer bound to
+    /// it then ([`Self::settle`]). Empty once the count moved: every change
+    /// of what [`Self::consumer_of`] reads by a well-behaved peer (a claim's
+    /// or a release's CAS, a join, repair or leave of the named entry) is
+    /// followed by a bump (SYNC rendezvous-changes), so a send that loads the
+    /// new count reads the new word.
+    ///
+    /// A writer that changes the word without a bump (or puts the count
+    /// back) is not seen here until the count moves. What that delays is a
+    /// rebind, never a wrong one: a binding is kept whatever the word says
+    /// while its consumer lives and keeps its link, and the paths that call
+    /// `Peer::bind` read the word themselves, gate or not (a full ring, every
+    /// upkeep of a wait slice, `collect_returns`, a class with no free slot).
+    #[inline]
+    pub(crate) fn settled(&self, changes: u64) -> u64 {
+        if self.settled_at.get() == changes {
+            self.settled.get()
+        } else {
+            0
+        }
+    }
+
+    /// Records that channel `c`'s word, read after count `changes`, named
+    /// the consumer bound to `c` (see [`Self::settled`]).
+    #[inline]
+    pub(crate) fn settle(&self, c: usize, changes: u64) {
+        let kept = self.settled(changes);
+        self.settled_at.set(changes);
+        self.settled.set(kept | 1 << c);
     }
 
     /// Claims channel `c`'s consumer word for `entry` (the entry this view
@@ -501,5 +547,111 @@ mod tests {
             assert_eq!(a.claim_consumer(C, me), Ok(()), "{w:#x}");
             assert_eq!(a.consumer_of(C), Some(me));
         }
+    }
+
+    /// The entry channel `C` of `p` is bound to (its producer side), if any.
+    fn bound_entry(p: &crate::pool::Peer) -> Option<u32> {
+        p.produced.borrow()[C].as_ref().and_then(|s| s.bound.as_ref().map(|b| b.remote.entry))
+    }
+
+    /// Sends `v` on `tx` (one byte).
+    fn send(tx: &crate::pool::Sender<'_>, v: u8) {
+        let mut m = tx.alloc(1).unwrap();
+        m.copy_from_slice(&[v]);
+        tx.send(m).map_err(|e| e.error).unwrap();
+    }
+
+    /// Three peers of one fresh rendezvous: a producer `a`, consumers `b` and `c`.
+    fn three_peers(name: &str) -> [crate::pool::Peer; 3] {
+        use crate::pool::{Peer, PeerConfig};
+        let a = Peer::create_anonymous(name, 4, PeerConfig::new("gate-a")).unwrap();
+        let b = a.join_same(PeerConfig::new("gate-b")).unwrap();
+        let c = a.join_same(PeerConfig::new("gate-c")).unwrap();
+        [a, b, c]
+    }
+
+    /// Sends until `a` is bound to `rb`'s peer and its send path no longer
+    /// reads channel `C`'s word (settled at the current count).
+    fn settle_on_b<'p>(a: &'p crate::pool::Peer, tx: &crate::pool::Sender<'p>, rb: &crate::pool::Receiver<'_>) {
+        for v in 0..3 {
+            send(tx, v);
+            assert_eq!(&*rb.recv_timeout(std::time::Duration::from_secs(5)).unwrap(), &[v]);
+        }
+        assert_eq!(bound_entry(a), Some(rb_entry(rb)));
+        assert_ne!(a.rdv.settled(a.rdv.changes()) & 1 << C, 0, "the send path no longer reads the word");
+    }
+
+    fn rb_entry(rx: &crate::pool::Receiver<'_>) -> u32 {
+        rx.peer.me
+    }
+
+    /// A consumer that claims the channel of a bound producer is seen
+    /// through the change counter (the claim bumps it after its CAS): the
+    /// producer's very next send reads the word, drops the consumer that left
+    /// and then binds the new one, within a few sends (well under a ring's
+    /// worth: no full-ring slow path, and the producer never waits).
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_claim_seen_through_the_change_counter_rebinds_from_the_send_path() {
+        let [a, b, c] = three_peers("rdv-gate-claim");
+        let tx = a.sender(C).unwrap();
+        let rb = b.receiver(C).unwrap();
+        settle_on_b(&a, &tx, &rb);
+        drop(rb); // releases the word (a bump) and drops its links
+        let rc = c.receiver(C).unwrap(); // claims it (a bump)
+        assert_eq!(a.rdv.settled(a.rdv.changes()), 0, "the count moved: the gate is open");
+        send(&tx, 10);
+        assert_eq!(bound_entry(&a), None, "the first send saw the claim and let the consumer that left go");
+        let mut got = None;
+        for v in 11..61 {
+            send(&tx, v);
+            if let Ok(m) = rc.recv_timeout(std::time::Duration::from_millis(20)) {
+                got = Some(m[0]);
+                break;
+            }
+        }
+        assert!(got.is_some_and(|v| v > 10), "the new consumer is bound from the send path: {got:?}");
+        assert_eq!(bound_entry(&a), Some(c.me));
+    }
+
+    /// A writer that hides a change of the word from the counter (here: it
+    /// puts the count back after a release and a claim) only delays the
+    /// rebind: the producer keeps sending into the old binding's ring, and
+    /// its next wait slice (`upkeep`, which reads the word whatever the
+    /// gate says) lets the consumer that left go; the new one is then bound
+    /// and receives.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_word_change_hidden_from_the_counter_is_caught_by_the_wait_slice() {
+        let [a, b, c] = three_peers("rdv-gate-hidden");
+        let tx = a.sender(C).unwrap();
+        let ra = a.receiver(C + 1).unwrap(); // something for `a` to wait on (its claim bumps: made first)
+        let rb = b.receiver(C).unwrap();
+        settle_on_b(&a, &tx, &rb);
+        let seen = a.rdv.changes();
+        drop(rb);
+        let rc = c.receiver(C).unwrap();
+        a.rdv.header.at(H_CHANGES).store(seen, Ordering::Relaxed); // the hostile writer
+        for v in 10..14 {
+            send(&tx, v);
+        }
+        assert_eq!(bound_entry(&a), Some(b.me), "hidden from the counter: the send path did not look");
+        assert!(matches!(rc.try_recv(), Err(crate::pool::ChannelError::Empty)), "nobody bound c");
+        assert!(ra.recv_timeout(std::time::Duration::from_millis(30)).is_err(), "nothing on C + 1");
+        assert_ne!(bound_entry(&a), Some(b.me), "the wait slice's upkeep read the word and let b go");
+        // Every slot lent to b came back: the 4 sent into its ring after it
+        // left, and the 3 it returned that `a` had not taken back yet.
+        assert_eq!(a.lost_to_dead_consumers(), 7);
+        let mut got = None;
+        for v in 20..70 {
+            send(&tx, v);
+            let _ = ra.recv_timeout(std::time::Duration::from_millis(5));
+            if let Ok(m) = rc.recv_timeout(std::time::Duration::from_millis(20)) {
+                got = Some(m[0]);
+                break;
+            }
+        }
+        assert!(got.is_some_and(|v| v >= 20), "the new consumer is bound: {got:?}");
+        assert_eq!(bound_entry(&a), Some(c.me));
     }
 }
