@@ -14,10 +14,19 @@
 //!    that ring and its own pool id: so whoever reads a slot is the consumer
 //!    the producer has bound, and the producer knows whom to reclaim from.
 //! 4. When the bound consumer dies (a pidfd says so) or leaves (its link is
-//!    gone), the producer reclaims every slot lent to that reader (read,
-//!    held, or still in the ring: counted as lost) and starts a fresh ring;
-//!    the next consumer links to the fresh ring. A consumer stops reading a
-//!    ring its producer replaced (the slots in it were reclaimed).
+//!    gone, or is not the one we attached to), the producer reclaims every
+//!    slot lent to that reader (read, held, or still in the ring: counted as
+//!    lost) and starts a fresh ring; the next consumer links to the fresh
+//!    ring. A consumer stops reading a ring its producer replaced (the slots
+//!    in it were reclaimed).
+//! 5. A consumer never links a ring whose channel table already names its
+//!    pool as bound while it has no link to it: that binding was an earlier
+//!    link of ours, dropped (a `Receiver` dropped and made again before the
+//!    producer looked). A fresh link would start at position 0 and deliver
+//!    again what the old one read, while the producer stays attached to the
+//!    old link's freed blocks. It waits instead: the producer's next bind
+//!    (every bind looks at the bound link, whatever the channel word says)
+//!    finds the old link gone and starts a fresh ring, which it links.
 //!
 //! The binding is kept, whatever the rendezvous says, while the consumer
 //! lives and keeps its link: a hostile rewrite of the channel word costs a
@@ -35,7 +44,7 @@ use crate::pool::liveness::liveness;
 use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
 use crate::pool::peer::Peer;
 use crate::pool::wake::PeerWake;
-use crate::pool::remote::{RemotePool, MAX_RING_CELLS};
+use crate::pool::remote::{LinkHint, RemotePool, MAX_RING_CELLS};
 use crate::pool::rendezvous::{E_CONSUMES, E_PRODUCES, S_ATTACHED};
 use crate::pool::MAX_CHANNELS;
 
@@ -61,6 +70,9 @@ pub(crate) struct Produced {
 #[derive(Debug)]
 pub(crate) struct Bound {
     pub(crate) remote: Arc<RemotePool>,
+    /// The link we attached to (its head block and return ring): the
+    /// binding lasts while the consumer's link table still holds this one.
+    link: LinkHint,
     pub(crate) returns: SplitConsumer<SharedSplit>,
     /// The consumer's wake pipe (async waits), opened when first needed.
     pub(crate) wake: PeerWake,
@@ -257,13 +269,14 @@ impl Peer {
         let Some(p) = produced[c].as_mut() else { return Ok(false) };
         let named = self.rdv.consumer_of(c);
         if let Some(b) = &p.bound {
-            let dead = liveness(u64::from(b.remote.pid), b.remote.started).is_dead();
-            // Only when the rendezvous names someone else do we look whether our
-            // consumer still has its link (it may have left, or the word is a lie).
-            let left = !dead
-                && named != Some(b.remote.entry)
-                && !matches!(b.remote.link_to(c, self.me, self.pool.id, p.ring_block.offset), Ok(Some(_)));
-            if !dead && !left {
+            // Whatever the rendezvous says, the link we attached to must still be
+            // there: a consumer that dropped it and claimed the channel again (a
+            // `Receiver` made again) names itself in the word as before, and its
+            // old head block and return ring are freed. A word naming someone
+            // else (perhaps a lie) moves nothing while the link stays.
+            let linked =
+                matches!(b.remote.link_to(c, self.me, self.pool.id, p.ring_block.offset), Ok(Some(l)) if l == b.link);
+            if linked && !liveness(u64::from(b.remote.pid), b.remote.started).is_dead() {
                 return Ok(true);
             }
         }
@@ -301,7 +314,7 @@ impl Peer {
         // Release: SYNC bind-publish, our attachment before the consumer may read
         // (it reads only after seeing its pool id here, Acquire).
         self.pool.channel_word(c, CH_BOUND).store(remote.id, Ordering::Release);
-        let mut bound = Bound { remote, returns, wake: PeerWake::default() };
+        let mut bound = Bound { remote, link, returns, wake: PeerWake::default() };
         // An async consumer waiting for this bind is told now (if it has a wake pipe).
         bound.wake.signal(&bound.remote);
         self.unbound_sent.set(self.unbound_sent.get() & !(1 << c));
@@ -409,6 +422,13 @@ impl Peer {
             cs.links.iter().flatten().any(|l| l.remote.entry == entry && l.remote.id == pool_id && l.ring_off == ch.ring_off)
         });
         if linked {
+            return Ok(());
+        }
+        if ch.bound == self.pool.id {
+            // Bound to an earlier link of ours, since dropped: not ours to read
+            // from position 0 (step 5 above). Its producer starts a fresh ring on
+            // its next bind, which a later rescan links (a wait slice's upkeep, as
+            // for any replaced ring).
             return Ok(());
         }
         let table_slot = (0..MAX_LINKS)
