@@ -40,16 +40,21 @@
 //!   last read of a held message (`BREAK_DROP_LINK_WHILE_HELD`,
 //!   `BREAK_RELAXED_UNLINK`, `BREAK_LEFT_BY_WORD`: the reuse races the read);
 //! - a consumer that drops its `Receiver` and makes a new one before the
-//!   producer's next slow path: **fails on the real code** (it reads the old
-//!   ring again from position 0 and gets a message twice; see the test).
-//!
-//! Also seen while writing these (weak memory only, not kept as a model):
-//! `RemotePool::link_to` reads a link's tag (Acquire) and then its words; a
-//! link dropped and made again in the same table slot has the same tag, so a
-//! producer that read the old tag can take the new words without a
-//! happens-before to what the consumer initialised for them (loom reported
-//! the race when the head block was a plain cell). Values stay validated
-//! (offsets by `covers`, the head by `checked_head`); x86's ordering hides it.
+//!   producer's next slow path gets no message twice, and gets what is sent
+//!   once the producer has bound it again: `link` refuses a ring whose
+//!   `CH_BOUND` already names it, `bind` looks at the bound link every time
+//!   and requires the one it attached to (its tag, serial included) (found
+//!   on the real code, fixed in 2c0221b; `BREAK_RELINK_BOUND_RING`, the old
+//!   `link`: message 7 twice; `BREAK_LOOK_ONLY_WHEN_NAMED_ELSE`, the old
+//!   `bind`: both spin forever, loom's branch limit);
+//! - a producer that binds a consumer whose earlier link in the same table
+//!   slot named the same ring never takes a mix of the two links (and so
+//!   never later finds a live link "gone"): the link's tag holds a serial,
+//!   its words are stored Release, and `RemotePool::link_to` reads the tag
+//!   again after the words (`BREAK_LINK_TAG_ONCE`: loom reports the race of a
+//!   reclaim with the new consumer's read, in the dead-consumer model). Seen
+//!   first as a weak-memory note here; it became a bug once `bind` looked at
+//!   its link on every call (2c0221b).
 #![cfg(numashm_loom)]
 #![allow(unsafe_code)] // loom's UnsafeCell is read and written through raw pointers
 
@@ -78,6 +83,15 @@ const BREAK_DROP_LINK_WHILE_HELD: bool = false;
 /// `bind` takes a bound consumer as gone when the channel word names someone
 /// else, without looking for its link.
 const BREAK_LEFT_BY_WORD: bool = false;
+/// `link` links a ring whose `CH_BOUND` already names us (before 2c0221b).
+const BREAK_RELINK_BOUND_RING: bool = false;
+/// `bind` looks for its consumer's link only when the channel word names
+/// someone else (before 2c0221b).
+const BREAK_LOOK_ONLY_WHEN_NAMED_ELSE: bool = false;
+/// `RemotePool::link_to` reads the tag once, and `link` stores the words
+/// Relaxed: a producer can take a dropped link's tag with a newer link's
+/// words, and its next look then sees the drop.
+const BREAK_LINK_TAG_ONCE: bool = false;
 
 /// `Peer::bind_while_idle` binds on every 1024th empty receive; 2 here.
 const IDLE_EVERY: u32 = 2;
@@ -121,7 +135,8 @@ struct World {
     bound: AtomicU64,
     /// The rendezvous channel word: consumer entry + 1.
     channel: AtomicU64,
-    /// Consumer k's link: word 4 (ring offset), then word 0 (the tag; 1 = valid).
+    /// Consumer k's link: word 4 (ring offset, Release), then word 0 (the
+    /// tag: the link's serial, new with each link; 0 = none).
     link_ring: Vec<AtomicU64>,
     link_tag: Vec<AtomicU64>,
     /// Whether process k lives (pidfd).
@@ -177,6 +192,8 @@ struct Producer {
     tx: Vec<Option<SplitProducer<HeapSplit>>>,
     ring: u64,
     bound: Option<usize>,
+    /// The link we attached to (its tag).
+    bound_tag: u64,
     was_bound: bool,
     slots: Vec<Slot>,
     freed: Vec<u32>,
@@ -192,6 +209,7 @@ impl Producer {
             tx,
             ring: 0,
             bound: None,
+            bound_tag: 0,
             was_bound: false,
             slots: vec![Slot::Free; 2],
             freed: vec![0; 2],
@@ -220,8 +238,15 @@ impl Producer {
     /// `RemotePool::link_to`: consumer k's link naming our current ring
     /// (Acquire: SYNC link-publish; a dropped link's Release store of 0).
     fn link_to(&self, k: usize) -> bool {
-        self.w.link_tag[k].load(Ordering::Acquire) == 1
-            && self.w.link_ring[k].load(Ordering::Acquire) == self.ring
+        self.link_tag(k).is_some()
+    }
+
+    /// `RemotePool::link_to`'s answer: the link's tag, if it names our ring;
+    /// the tag read again after the words, and unchanged.
+    fn link_tag(&self, k: usize) -> Option<u64> {
+        let tag = self.w.link_tag[k].load(Ordering::Acquire);
+        let ours = tag != 0 && self.w.link_ring[k].load(Ordering::Acquire) == self.ring;
+        (ours && (BREAK_LINK_TAG_ONCE || self.w.link_tag[k].load(Ordering::Acquire) == tag)).then_some(tag)
     }
 
     /// `Peer::bind`, step by step.
@@ -229,7 +254,14 @@ impl Producer {
         let named = self.w.consumer_of();
         if let Some(b) = self.bound {
             let dead = !self.w.alive(b);
-            let left = !dead && named != Some(b) && (BREAK_LEFT_BY_WORD || !self.link_to(b));
+            let look = !BREAK_LOOK_ONLY_WHEN_NAMED_ELSE || named != Some(b);
+            let left = !dead
+                && if BREAK_LEFT_BY_WORD {
+                    named != Some(b)
+                } else {
+                    // The link we attached to, still there (2c0221b).
+                    look && self.link_tag(b) != Some(self.bound_tag)
+                };
             if !dead && !left {
                 return true;
             }
@@ -251,9 +283,9 @@ impl Producer {
         if !self.w.alive(k) {
             return false;
         }
-        if !self.link_to(k) {
+        let Some(tag) = self.link_tag(k) else {
             return false;
-        }
+        };
         // `attach_consumer` reads the consumer's head block; our attachment.
         assert_eq!(
             // Relaxed: ordered by `link_to`'s Acquire of the tag.
@@ -270,6 +302,7 @@ impl Producer {
         self.w.bound.store(pool_id(k), publish); // SYNC bind-publish
         self.unbound_sent = false;
         self.bound = Some(k);
+        self.bound_tag = tag;
         self.was_bound = true;
         true
     }
@@ -322,6 +355,8 @@ struct Link {
     confirmed: bool,
     stale: bool,
     held: usize,
+    /// Our head in the ring (stamp rings only): a new link starts at 0.
+    head: u64,
 }
 
 /// A consumer process (entry and index k), one thread.
@@ -332,6 +367,8 @@ struct Consumer {
     rx: Vec<Option<SplitConsumer<HeapSplit>>>,
     link: Option<Link>,
     active: bool,
+    /// Links made so far (the head block "offset" of the next one).
+    links_made: u64,
 }
 
 impl Consumer {
@@ -368,8 +405,13 @@ impl Consumer {
     /// `Peer::link`: the producer's channel table (Acquire), its ring's
     /// header, our head block, then the link words and the tag (Release).
     fn link(&mut self) {
-        let ring = self.w.ring_off.load(Ordering::Acquire); // `RemotePool::channel`
+        // `RemotePool::channel`: word 0 first, word 3 last.
+        let ring = self.w.ring_off.load(Ordering::Acquire);
         if ring == 0 {
+            return;
+        }
+        // Bound to an earlier link of ours, since dropped: wait for a fresh ring.
+        if !BREAK_RELINK_BOUND_RING && self.w.bound.load(Ordering::Acquire) == pool_id(self.k) {
             return;
         }
         assert_eq!(
@@ -379,18 +421,22 @@ impl Consumer {
         );
         // `init_consumer_block`. Relaxed: published by the tag's Release below.
         self.w.head_block[self.k].store(pool_id(self.k), Ordering::Relaxed);
-        self.w.link_ring[self.k].store(ring, Ordering::Relaxed);
+        // Release: a producer that reads it sees the slot's earlier drop (2c0221b+).
+        let word = if BREAK_LINK_TAG_ONCE { Ordering::Relaxed } else { Ordering::Release };
+        self.w.link_ring[self.k].store(ring, word);
+        self.links_made += 1;
         let publish = if BREAK_RELAXED_LINK {
             Ordering::Relaxed
         } else {
             Ordering::Release
         };
-        self.w.link_tag[self.k].store(1, publish); // SYNC link-publish
+        self.w.link_tag[self.k].store(self.links_made, publish); // SYNC link-publish
         self.link = Some(Link {
             ring,
             confirmed: false,
             stale: false,
             held: 0,
+            head: 0,
         });
     }
 
@@ -534,6 +580,7 @@ fn a_consumer_reads_only_once_the_producer_has_bound_it() {
             rx,
             link: None,
             active: false,
+            links_made: 0,
         };
         c.consume();
         let (s, value) = c.recv_spinning();
@@ -573,6 +620,7 @@ fn a_producer_that_sent_before_the_link_binds_from_its_empty_receives() {
             rx,
             link: None,
             active: true,
+            links_made: 0,
         };
         // `try_recv` empty: a rescan links once the producer's ring is there.
         let (s, value) = c.recv_spinning();
@@ -628,6 +676,7 @@ fn a_new_consumer_never_reads_the_ring_of_a_dead_one() {
             rx,
             link: None,
             active: false,
+            links_made: 0,
         };
         c.consume();
         let (s, value) = c.recv_spinning();
@@ -654,6 +703,7 @@ fn reclaim_after_last_read(dies: bool) {
             rx,
             link: None,
             active: false,
+            links_made: 0,
         };
         c.consume();
         p.send(7);
@@ -729,28 +779,27 @@ impl StampRing {
     }
 }
 
-/// **Finding (real code).** A consumer takes message 7 from ring 1, drops
-/// it and its `Receiver` (`unconsume`: channel word released, link dropped),
-/// then makes a new `Receiver` before the producer's next slow path. The
-/// claim succeeds (the word is free), `rescan` -> `link` links ring 1 again
-/// with a fresh head block, and the consumer end starts at position 0
-/// (`SplitConsumer::attach_shared(.., 0)`, `ends.rs` `link`); `readable`
-/// confirms it at once (`CH_BOUND` still names our pool id: the producer
-/// never unbound us), so it pops cell 0 again: message 7 is delivered twice,
-/// its slot possibly already freed by its return and reused. The producer
-/// does not notice either: its `bind` looks for our link only when the
-/// channel word names someone else, and it names us again, so it stays
-/// attached to the old head block and return ring (freed in our pool).
-/// Checked on the real code (a scratch program: `b.receiver(0)` dropped and
-/// made again, the second receives the first message again; the producer
-/// then counts 0 returns and 2 slots stay lent). This test asserts the
-/// modelled real protocol fails so; fix the code, then this model.
+/// **Finding (real code), fixed in 2c0221b.** A consumer takes message 7
+/// from ring 1, drops it and its `Receiver` (`unconsume`: channel word
+/// released, link dropped), then makes a new `Receiver` before the
+/// producer's next slow path. The claim succeeds (the word is free) and names
+/// it as before. The old `link` linked ring 1 again with a fresh head block,
+/// its consumer end at position 0 (`SplitConsumer::attach_shared(.., 0)`),
+/// and `readable` confirmed it at once (`CH_BOUND` still named our pool id),
+/// so it popped cell 0 again: message 7 twice, its slot perhaps already
+/// freed and reused; and the old `bind`, which looked for our link only when
+/// the channel word named someone else, stayed attached to the freed head
+/// block and return ring (2 slots stayed lent on the real code). Now `link`
+/// refuses ring 1 (`CH_BOUND` names us, we have no link to it), and the
+/// producer's next `bind` finds the link it attached to gone, reclaims slot 0
+/// and starts ring 2, which the consumer links and is bound to; message 8,
+/// sent then, arrives, once.
 #[test]
-#[should_panic(expected = "delivered twice")]
-fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice_real_code() {
+fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice() {
     loom::model(|| {
         let w = World::new();
-        let ring = StampRing::new(2);
+        let rings: Arc<Vec<StampRing>> = Arc::new((0..RINGS).map(|_| StampRing::new(2)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
         // Before: ring 1 bound to consumer 0, message 7 in slot 0 pushed.
         let mut p = Producer::new(w.clone(), Vec::new());
         p.new_ring();
@@ -760,32 +809,58 @@ fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice_
             rx: Vec::new(),
             link: None,
             active: false,
+            links_made: 0,
         };
         c.consume();
         assert!(p.bind() && c.readable(), "bound before the model runs");
         w.slots.write(0, 7);
         p.slots[0] = Slot::Lent;
-        ring.push(0, 0, 7);
-        // The producer's slow paths meanwhile (a wait slice, `upkeep`).
-        let producer = thread::spawn(move || {
-            p.bind();
-            thread::yield_now();
-            p.bind();
-        });
+        rings[1].push(0, 0, 7);
+        let producer = {
+            let (rings, stop) = (rings.clone(), stop.clone());
+            thread::spawn(move || {
+                // Its slow paths (wait slices, `upkeep`, a full ring) until a
+                // consumer is bound to a fresh ring; then message 8.
+                while !(p.bind() && p.ring > 1) {
+                    if stop.load(Ordering::Acquire) {
+                        return p; // a broken model: the consumer failed already
+                    }
+                    thread::yield_now();
+                }
+                let s = p.slots.iter().position(|s| *s == Slot::Free).expect("a free slot");
+                p.w.slots.write(s, 8);
+                p.slots[s] = Slot::Lent;
+                rings[p.ring as usize].push(0, s, 8);
+                p
+            })
+        };
         let mut head = 0;
-        let (s, value) = ring.pop(&mut head).expect("message 7");
+        let (s, value) = rings[1].pop(&mut head).expect("message 7");
         c.read(s, value);
         c.link.as_mut().unwrap().held += 1;
         c.give_back();
         c.unconsume(); // `Receiver` dropped: the link goes
-        c.consume(); // a new `Receiver`: claim, link the current ring
-        let mut head = 0; // `link`: `attach_shared(.., start 0)`
-        let mut again = None;
-        if c.readable() && c.link.as_ref().is_some_and(|l| l.ring == 1) {
-            again = ring.pop(&mut head).map(|(_, v)| v);
-        }
+        c.consume(); // a new `Receiver`: claim, link the current ring (or not)
+        // Its receive loop: each link's head starts at 0 (`link`).
+        let got = loop {
+            if c.readable() {
+                let l = c.link.as_mut().unwrap();
+                if let Some((s, v)) = rings[l.ring as usize].pop(&mut l.head) {
+                    l.held += 1;
+                    if v != 7 {
+                        c.read(s, v);
+                    }
+                    break v;
+                }
+            }
+            c.rescan();
+            thread::yield_now();
+        };
+        stop.store(true, Ordering::Release);
         // Joined first: a panic with a live loom thread aborts, `should_panic` needs an unwind.
-        producer.join().unwrap();
-        assert_ne!(again, Some(value), "message {value} delivered twice");
+        let p = producer.join().unwrap();
+        assert_ne!(got, 7, "message 7 delivered twice");
+        assert_eq!(got, 8);
+        assert_eq!((p.freed[0], p.lost, p.ring), (1, 1, 2), "slot 0 reclaimed once, one fresh ring");
     });
 }

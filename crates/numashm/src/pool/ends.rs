@@ -44,7 +44,7 @@ use crate::pool::liveness::liveness;
 use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
 use crate::pool::peer::Peer;
 use crate::pool::wake::PeerWake;
-use crate::pool::remote::{LinkHint, RemotePool, MAX_RING_CELLS};
+use crate::pool::remote::{LinkHint, RemotePool, LINK_SERIAL_MASK, LINK_SERIAL_SHIFT, MAX_RING_CELLS};
 use crate::pool::rendezvous::{E_CONSUMES, E_PRODUCES, S_ATTACHED};
 use crate::pool::MAX_CHANNELS;
 
@@ -108,6 +108,8 @@ pub(crate) struct Consumed {
     pub(crate) links: Vec<Option<Link>>,
     pub(crate) seen_changes: u64,
     pub(crate) next: usize,
+    /// Links made for this channel: the serial in the next link's tag.
+    serial: u64,
 }
 
 /// One producer's ring as we read it, and our return ring to it.
@@ -472,16 +474,25 @@ impl Peer {
                 return Err(e);
             }
         };
-        let lw = |w: usize, v: u64| self.pool.link_word(table_slot, w).store(v, Ordering::Relaxed);
+        // Release, each word: a producer that reads one (Acquire) then sees this
+        // slot's earlier drop (its tag 0), and refuses a mix of two links
+        // (`RemotePool::link_to` reads the tag again after the words).
+        let lw = |w: usize, v: u64| self.pool.link_word(table_slot, w).store(v, Ordering::Release);
         lw(1, remote.id);
         lw(2, head_block.offset as u64);
         lw(3, returns_block.offset as u64);
         lw(4, ch.ring_off as u64);
         lw(5, ret_cap as u64);
+        let serial = {
+            let mut consumed = self.consumed.borrow_mut();
+            let cs = consumed[c].get_or_insert_with(Consumed::default);
+            cs.serial = cs.serial.wrapping_add(1);
+            cs.serial << LINK_SERIAL_SHIFT & LINK_SERIAL_MASK
+        };
         // Release: SYNC link-publish, the link's words before its valid tag.
         self.pool
             .link_word(table_slot, 0)
-            .store(LINK_VALID | (c as u64) << 32 | u64::from(entry), Ordering::Release);
+            .store(LINK_VALID | serial | (c as u64) << 32 | u64::from(entry), Ordering::Release);
         let notify_every = (ring.capacity() / 4).clamp(1, 32) as u32;
         let link = Link {
             remote,

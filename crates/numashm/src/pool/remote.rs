@@ -40,13 +40,22 @@ pub(crate) struct ChannelHint {
     pub(crate) returns_head_off: usize,
 }
 
-/// What a consumer's link table says of its link to us (validated).
+/// What a consumer's link table says of its link to us (validated), read
+/// whole: every word of one link (its tag, serial included, read before and
+/// after the words and found unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkHint {
+    /// Word 0: `LINK_VALID | serial << 38 | channel << 32 | producer entry`.
+    pub(crate) tag: u64,
     pub(crate) head_off: usize,
     pub(crate) returns_off: usize,
     pub(crate) returns_capacity: usize,
 }
+
+/// Link tag bits holding the link's serial (new with each link the consumer
+/// makes): a link dropped and made again in the same table slot has another tag.
+pub(crate) const LINK_SERIAL_SHIFT: u32 = 38;
+pub(crate) const LINK_SERIAL_MASK: u64 = ((1 << 25) - 1) << LINK_SERIAL_SHIFT;
 
 /// Largest ring a peer may ask us to read (cells).
 pub(crate) const MAX_RING_CELLS: usize = 1 << 16;
@@ -127,17 +136,27 @@ impl RemotePool {
     }
 
     /// The link this (consumer) pool made to our channel `c` ring at `ring_off`.
+    ///
+    /// Its tag is read before and after its words, both Acquire: the consumer
+    /// stores every word Release, after the store of 0 that dropped the slot's
+    /// previous link, so a word of a newer link read here makes the second
+    /// read see that 0 or the newer tag (another serial), and the mix is
+    /// refused. What is returned is one link, as its consumer published it.
     pub(crate) fn link_to(&self, c: usize, producer_entry: u32, producer_pool: u64, ring_off: usize) -> Result<Option<LinkHint>, PoolError> {
         for l in 0..MAX_LINKS {
             let w = |i| self.header.at(P_LINKS + l * LINK_WORDS + i).load(Ordering::Acquire);
             let tag = w(0);
-            if tag != LINK_VALID | (c as u64) << 32 | u64::from(producer_entry) {
+            if tag & !LINK_SERIAL_MASK != LINK_VALID | (c as u64) << 32 | u64::from(producer_entry) {
                 continue;
             }
             if w(1) != producer_pool || w(4) != ring_off as u64 {
                 continue;
             }
             let (head_off, returns_off, cap) = (w(2), w(3), w(5));
+            if w(0) != tag {
+                // Dropped (and perhaps made again) while we read: not this one.
+                continue;
+            }
             let bad = |field, value| PoolError::Corrupt { what: "pool link table", field, value };
             if !cap.is_power_of_two() || cap as usize > MAX_RING_CELLS {
                 return Err(bad("return capacity", cap));
@@ -149,7 +168,7 @@ impl RemotePool {
             if returns_off % 128 != 0 || !self.covers(returns_off, rlen) {
                 return Err(bad("return ring offset", returns_off));
             }
-            return Ok(Some(LinkHint { head_off: head_off as usize, returns_off: returns_off as usize, returns_capacity: cap as usize }));
+            return Ok(Some(LinkHint { tag, head_off: head_off as usize, returns_off: returns_off as usize, returns_capacity: cap as usize }));
         }
         Ok(None)
     }
