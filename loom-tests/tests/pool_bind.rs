@@ -864,3 +864,114 @@ fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice(
         assert_eq!((p.freed[0], p.lost, p.ring), (1, 1, 2), "slot 0 reclaimed once, one fresh ring");
     });
 }
+
+// The send path's gate on the channel word (`Rendezvous::settled` / `settle`,
+// `Peer::send_masked`, commit 8933269): a bound producer reads the word only
+// when the rendezvous change counter moved since a read that named its
+// consumer. A claim bumps the counter after its CAS (Release, `SYNC
+// rendezvous-changes`) and the send loads it Acquire before the word, so a
+// send that sees the bump reads the claim: the gate never settles on a word
+// older than the count it records. Each `BREAK_GATE_*` switch was set to
+// `true` once and `a_claim_is_seen_by_the_gated_send_path` then failed.
+
+/// `Rendezvous::changes` loads the counter Relaxed.
+const BREAK_GATE_RELAXED_CHANGES: bool = false;
+/// `Rendezvous::take_consumer` bumps the counter before its CAS.
+const BREAK_GATE_BUMP_BEFORE_CAS: bool = false;
+
+/// The gate model's words: the rendezvous channel word (entry + 1) and the
+/// change counter.
+struct GateWorld {
+    channel: AtomicU64,
+    changes: AtomicU64,
+}
+
+/// The producer's view of one channel: the entry it is bound to, and
+/// `Rendezvous::settled_at` / the channel's `settled` bit.
+struct Gate {
+    bound: u64,
+    settled_at: u64,
+    settled: bool,
+}
+
+impl Gate {
+    /// One `send_masked` of the channel while bound: the counter, then the
+    /// word only when the gate is open; whether the send asks for a rebind
+    /// (`Produced::wants_bind`; the bind itself is the models' above).
+    fn send(&mut self, w: &GateWorld) -> bool {
+        let load = if BREAK_GATE_RELAXED_CHANGES {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire // SYNC rendezvous-changes
+        };
+        let changes = w.changes.load(load);
+        if self.settled && self.settled_at == changes {
+            return false;
+        }
+        // `Rendezvous::consumer_of` (Acquire: the claim's CAS).
+        if w.channel.load(Ordering::Acquire) == self.bound + 1 {
+            // `Rendezvous::settle`.
+            self.settled_at = changes;
+            self.settled = true;
+            return false;
+        }
+        true
+    }
+}
+
+/// `Rendezvous::take_consumer`: the claimer (entry 1) takes the word of the
+/// gone consumer (entry 0) by CAS, then bumps the counter (Release).
+fn gate_claim(w: &GateWorld) {
+    if BREAK_GATE_BUMP_BEFORE_CAS {
+        w.changes.fetch_add(1, Ordering::Release);
+    }
+    w.channel
+        .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Relaxed)
+        .expect("one claimer");
+    if !BREAK_GATE_BUMP_BEFORE_CAS {
+        w.changes.fetch_add(1, Ordering::Release); // SYNC rendezvous-changes
+    }
+}
+
+/// A producer bound to entry 0, whose gate settled at count 0 (its last read
+/// named entry 0), sends twice while entry 1 claims the channel; once the
+/// claim is done, its next send must ask for the rebind (read the word and
+/// find entry 1). A gate that settled on the old word with the new count
+/// would never read it again (until an unrelated bump or a slow path).
+#[test]
+fn a_claim_is_seen_by_the_gated_send_path() {
+    loom::model(|| {
+        let w = Arc::new(GateWorld {
+            channel: AtomicU64::new(1),
+            changes: AtomicU64::new(0),
+        });
+        let claimer = {
+            let w = w.clone();
+            thread::spawn(move || gate_claim(&w))
+        };
+        let producer = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let mut gate = Gate {
+                    bound: 0,
+                    settled_at: 0,
+                    settled: true,
+                };
+                for _ in 0..2 {
+                    if gate.send(&w) {
+                        // Asked for the rebind: seen (`bind` takes it from here).
+                        return None;
+                    }
+                }
+                Some(gate)
+            })
+        };
+        claimer.join().unwrap();
+        if let Some(mut gate) = producer.join().unwrap() {
+            assert!(
+                gate.send(&w),
+                "the claim is done: the next send reads the word and asks for the rebind"
+            );
+        }
+    });
+}
