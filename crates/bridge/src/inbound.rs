@@ -248,26 +248,38 @@ impl Deliver<'_, '_> {
             dst.copy_from_slice(part);
             at += part.len();
         }
-        if let Some((i, seq, tick)) = stamped {
-            self.state.sending(i, seq, tick);
-        }
+        // The in-flight marker is set only around a push that does not wait,
+        // so that a kill while the ring is full leaves nothing in doubt.
         let mut message = slot;
+        let mut waits = 0u32;
         loop {
-            let result = match self.mode {
-                BackPressure::Drop => self.tx.send(message),
-                BackPressure::Block => self.tx.send_timeout(message, Duration::from_millis(50)),
-            };
-            match result {
+            if let Some((i, seq, tick)) = stamped {
+                self.state.sending(i, seq, tick);
+            }
+            match self.tx.send(message) {
                 Ok(()) => return Ok(true),
-                Err(e) if self.mode == BackPressure::Drop && matches!(e.error, ChannelError::Full) => return Ok(false),
-                Err(e) if matches!(e.error, ChannelError::TimedOut) && !self.stop.is_stopped() => message = e.message,
-                Err(e) if matches!(e.error, ChannelError::TimedOut) => {
+                Err(e) => {
                     if let Some((i, _, _)) = stamped {
                         self.state.abort(i); // not sent: not in doubt
                     }
-                    return Err(BridgeError::Stopped);
+                    if !matches!(e.error, ChannelError::Full) {
+                        return Err(e.error.into());
+                    }
+                    if self.mode == BackPressure::Drop {
+                        return Ok(false);
+                    }
+                    if self.stop.is_stopped() {
+                        return Err(BridgeError::Stopped);
+                    }
+                    message = e.message;
+                    // The receiver is behind: wait for room, briefly, then again.
+                    waits += 1;
+                    if waits < 64 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
                 }
-                Err(e) => return Err(e.error.into()),
             }
         }
     }
