@@ -19,6 +19,8 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod baselines;
+#[cfg(feature = "bridge")]
+pub mod bridge;
 pub mod child;
 #[cfg(feature = "peers")]
 pub mod peers;
@@ -233,6 +235,13 @@ pub const NAMES: &[&str] = &[
     "fanout4_vs_unicast",
     // Reference, no target: one locked instruction against malloc + free.
     "locked_rmw_vs_malloc",
+    // Built with the bridge (feature `bridge`) only.
+    #[cfg(feature = "bridge")]
+    "bridge_vs_zenoh_64b",
+    #[cfg(feature = "bridge")]
+    "bridge_vs_zenoh_64k",
+    #[cfg(feature = "bridge")]
+    "bridge_rtt_vs_zenoh",
 ];
 
 /// Runs one comparison by name (see [`NAMES`]).
@@ -251,6 +260,12 @@ pub fn by_name(name: &str, budget: Budget) -> Option<Comparison> {
         "doorbell_vs_eventfd" => rtt::compare_doorbell_vs_eventfd(budget),
         "fanout4_vs_unicast" => pool::compare_fanout4_vs_unicast(budget),
         "locked_rmw_vs_malloc" => baselines::compare_locked_rmw_vs_malloc(budget),
+        #[cfg(feature = "bridge")]
+        "bridge_vs_zenoh_64b" => bridge::compare_bridge_vs_zenoh(budget, 64),
+        #[cfg(feature = "bridge")]
+        "bridge_vs_zenoh_64k" => bridge::compare_bridge_vs_zenoh(budget, 64 << 10),
+        #[cfg(feature = "bridge")]
+        "bridge_rtt_vs_zenoh" => bridge::compare_bridge_rtt_vs_zenoh(budget),
         _ => return None,
     })
 }

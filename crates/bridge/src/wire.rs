@@ -97,6 +97,17 @@ mod tests {
         assert_eq!(Ack::decode(&bad), None, "resume is 0 or 1");
     }
 
+    /// docs/bridge.md's wire table gives these magics, the ack key and the sizes.
+    #[test]
+    fn bridge_md_matches_the_wire_format() {
+        let doc = include_str!("../../../docs/bridge.md");
+        assert!(doc.contains("magic `\"NSHMBRG1\"`") && STAMP_MAGIC.to_le_bytes() == *b"NSHMBRG1");
+        assert!(doc.contains("magic `\"NSHMACK1\"`") && ACK_MAGIC.to_le_bytes() == *b"NSHMACK1");
+        assert!(doc.contains("key `@numashm/bridge-ack/STREAM`") && ack_key(0xab) == "@numashm/bridge-ack/00000000000000ab");
+        assert!(doc.contains("32-byte attachment") && STAMP_BYTES == 32);
+        assert_eq!(Ack { subscriber: 1, next: 2, resume: false }.encode().len(), 32);
+    }
+
     #[test]
     fn decoding_arbitrary_bytes_never_panics() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
