@@ -27,6 +27,10 @@ use crate::Stop;
 
 /// How often a bridge waiting for a gap to fill asks again.
 const ASK_AGAIN: Duration = Duration::from_millis(50);
+/// Messages delivered between acknowledgements at most: the outbound side
+/// holds every unacknowledged message (its window, 1024 by default), so a
+/// timer alone would cap a stream at a window per timer tick.
+const ACK_BATCH: u32 = 128;
 /// How often an idle bridge tells its streams it is still there.
 const HEARTBEAT: Duration = Duration::from_millis(500);
 
@@ -129,10 +133,10 @@ impl Inbound {
         ready();
         let mut deliver = Deliver { tx: &tx, peer: &peer, state: &state, mode: self.cfg.back_pressure, stop };
         let mut acked: HashMap<u64, u64> = HashMap::new();
-        let (mut last_ack, mut last_beat, mut tick) = (Instant::now(), Instant::now(), 0u64);
+        let (mut last_ack, mut last_beat, mut tick, mut since_ack) = (Instant::now(), Instant::now(), 0u64, 0u32);
         while !stop.is_stopped() {
             tick += 1;
-            let sample = samples.recv_timeout(self.cfg.ack_every).map_err(|e| BridgeError::zenoh("receive", e))?;
+            let sample = next_sample(&samples, self.cfg.ack_every)?;
             if let Some(sample) = sample {
                 let stamp = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
                 match stamp {
@@ -164,6 +168,7 @@ impl Inbound {
                             continue;
                         }
                         asked.remove(&st.stream);
+                        since_ack += 1;
                         match deliver.one(sample.payload(), Some((i, st.seq, tick))) {
                             Ok(_) => {}
                             Err(BridgeError::Stopped) => break,
@@ -173,7 +178,8 @@ impl Inbound {
                 }
             }
             let beat = last_beat.elapsed() >= HEARTBEAT;
-            if last_ack.elapsed() >= self.cfg.ack_every || beat {
+            if since_ack >= ACK_BATCH || last_ack.elapsed() >= self.cfg.ack_every || beat {
+                since_ack = 0;
                 for s in state.streams() {
                     if beat || acked.get(&s.stream) != Some(&s.next) {
                         ack(s.stream, s.next, false)?;
@@ -192,6 +198,25 @@ impl Inbound {
         Ok(stats)
     }
 }
+
+/// The next sample, waiting up to `wait`. A burst is taken without sleeping:
+/// the queue is polled (yielding the CPU between polls) for a while before
+/// the thread parks, so that Zenoh's reader does not wake us per sample.
+fn next_sample(
+    samples: &zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+    wait: Duration,
+) -> Result<Option<zenoh::sample::Sample>, BridgeError> {
+    for _ in 0..POLLS {
+        if let Some(s) = samples.try_recv().map_err(|e| BridgeError::zenoh("receive", e))? {
+            return Ok(Some(s));
+        }
+        std::thread::yield_now();
+    }
+    samples.recv_timeout(wait).map_err(|e| BridgeError::zenoh("receive", e))
+}
+
+/// Polls before a bridge parks (each a `yield`: a few microseconds in all).
+pub(crate) const POLLS: u32 = 32;
 
 /// Sends samples into the ring.
 struct Deliver<'a, 'p> {

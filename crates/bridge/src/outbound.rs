@@ -152,7 +152,19 @@ impl Outbound {
                         }
                     }
                 }
-                match rx.recv_timeout(Duration::from_millis(5)) {
+                // A burst is taken without parking (see inbound.rs `next_sample`).
+                let mut got = rx.try_recv();
+                for _ in 0..crate::inbound::POLLS {
+                    if !matches!(got, Err(ChannelError::Empty)) {
+                        break;
+                    }
+                    std::thread::yield_now();
+                    got = rx.try_recv();
+                }
+                if matches!(got, Err(ChannelError::Empty)) {
+                    got = rx.recv_timeout(Duration::from_millis(5));
+                }
+                match got {
                     Ok(message) => {
                         // SAFETY: the message is kept in `Held` beside the span and
                         // dropped only once `Span::released` (see `Run::release`),
