@@ -177,6 +177,18 @@ impl Inbound {
                     }
                 }
             }
+            // A gap not filled yet is asked about again, samples or not: the
+            // outbound side may have stopped publishing (its window full of
+            // messages we have not acknowledged, the first of them lost before
+            // our subscription reached it).
+            for (&stream, at) in asked.iter_mut() {
+                if at.elapsed() >= ASK_AGAIN {
+                    if let Some(i) = state.find(stream) {
+                        ack(stream, state.next(i), true)?;
+                    }
+                    *at = Instant::now();
+                }
+            }
             let beat = last_beat.elapsed() >= HEARTBEAT;
             if since_ack >= ACK_BATCH || last_ack.elapsed() >= self.cfg.ack_every || beat {
                 since_ack = 0;

@@ -28,6 +28,9 @@ use crate::Stop;
 
 /// An inbound bridge not heard from for this long no longer holds the window.
 const SILENT: Duration = Duration::from_secs(3);
+/// How long a bridge whose window is full waits for an acknowledgement
+/// before it publishes the window's first message again (see `run`).
+const PROBE: Duration = Duration::from_millis(200);
 /// How long a stopping bridge waits for Zenoh to let go of the payloads it lent.
 const LET_GO: Duration = Duration::from_secs(5);
 
@@ -121,7 +124,15 @@ impl Outbound {
             .map_err(|e| BridgeError::zenoh("declare ack subscriber", e))?;
         ready();
 
-        let mut run = Run { stats: OutboundStats { stream, ..OutboundStats::default() }, ..Run::default() };
+        let mut run = Run {
+            window: VecDeque::new(),
+            letting_go: Vec::new(),
+            next_seq: 0,
+            floor: 0,
+            followers: HashMap::new(),
+            last_heard: Instant::now(),
+            stats: OutboundStats { stream, ..OutboundStats::default() },
+        };
         let publish = |held: &Held<'_>, floor: u64| {
             let stamp = Stamp { stream, seq: held.seq, floor }.encode();
             publisher
@@ -147,6 +158,17 @@ impl Outbound {
                                 if let Some(ack) = Ack::decode(&sample.payload().to_bytes()) {
                                     run.heard(ack, &publish)?;
                                 }
+                            }
+                            // Nobody acknowledges: the window may have gone out before any
+                            // inbound bridge subscribed. Publish its first message again now
+                            // and then, so that one that subscribes later learns of this
+                            // stream and asks for the rest.
+                            if run.last_heard.elapsed() >= PROBE {
+                                if let Some(front) = run.window.front() {
+                                    publish(front, run.floor)?;
+                                    run.stats.republished += 1;
+                                }
+                                run.last_heard = Instant::now();
                             }
                             continue;
                         }
@@ -206,7 +228,6 @@ impl Outbound {
 }
 
 /// One run's window and bookkeeping.
-#[derive(Default)]
 struct Run<'p> {
     window: VecDeque<Held<'p>>,
     /// Forgotten (drop mode) but still owned by Zenoh.
@@ -216,6 +237,8 @@ struct Run<'p> {
     floor: u64,
     /// Each inbound bridge's acknowledged `next` and when it was heard.
     followers: HashMap<u64, (u64, Instant)>,
+    /// When an acknowledgement last came (or the last probe went out).
+    last_heard: Instant,
     stats: OutboundStats,
 }
 
@@ -224,6 +247,7 @@ impl<'p> Run<'p> {
     fn heard(&mut self, ack: Ack, publish: &dyn Fn(&Held<'p>, u64) -> Result<(), BridgeError>) -> Result<(), BridgeError> {
         // A follower cannot have more than we published (a bogus ack is clamped, never trusted).
         self.followers.insert(ack.subscriber, (ack.next.min(self.next_seq), Instant::now()));
+        self.last_heard = Instant::now();
         if ack.resume {
             for held in self.window.iter().filter(|h| h.seq >= ack.next) {
                 publish(held, self.floor)?;

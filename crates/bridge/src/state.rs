@@ -69,6 +69,9 @@ pub(crate) struct StateFile {
     region: Region,
     _lock: OwnedFd,
     base: usize,
+    /// What the file holds (we are its only writer while we hold the lock):
+    /// reads come from here, writes go to both.
+    mirror: Vec<std::cell::Cell<u64>>,
 }
 
 impl StateFile {
@@ -95,7 +98,14 @@ impl StateFile {
         if region.len() < base + WORDS * 8 {
             return Err(err(format!("{} bytes: too short", region.len())));
         }
-        let s = StateFile { region, _lock: lock, base };
+        let read = |w: usize| {
+            let mut b = [0u8; 8];
+            // In bounds: checked just above.
+            let _ = region.read_at(base + w * 8, &mut b);
+            std::cell::Cell::new(u64::from_le_bytes(b))
+        };
+        let mirror = (0..WORDS).map(read).collect();
+        let s = StateFile { region, _lock: lock, base, mirror };
         if s.word(W_MAGIC) != MAGIC {
             // New (or not ours to read): start clean with a fresh subscriber id.
             for w in 0..WORDS {
@@ -160,7 +170,8 @@ impl StateFile {
 
     /// Marks `seq` of slot `i` as being sent (the in-doubt marker).
     pub(crate) fn sending(&self, i: usize, seq: u64, tick: u64) {
-        self.set(slot(i) + 3, tick);
+        // The use tick orders forgetting within a run: kept here only.
+        self.mirror[slot(i) + 3].set(tick);
         self.set(slot(i) + 2, seq.wrapping_add(1));
     }
 
@@ -196,13 +207,12 @@ impl StateFile {
     }
 
     fn word(&self, w: usize) -> u64 {
-        let mut b = [0u8; 8];
-        // In bounds: `open` checked the file holds WORDS words.
-        let _ = self.region.read_at(self.base + w * 8, &mut b);
-        u64::from_le_bytes(b)
+        self.mirror[w].get()
     }
 
     fn set(&self, w: usize, v: u64) {
+        self.mirror[w].set(v);
+        // In bounds: `open` checked the file holds WORDS words.
         let _ = self.region.write_at(self.base + w * 8, &v.to_le_bytes());
     }
 

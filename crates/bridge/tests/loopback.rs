@@ -84,7 +84,10 @@ fn twenty_thousand_messages_cross_two_bridges_in_order_with_their_bytes() {
             let mut m = loop {
                 match tx.alloc(len_of(i)) {
                     Ok(m) => break m,
-                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "no slot for message {i}: {e}");
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
                 }
             };
             message(i, &mut m);
@@ -103,6 +106,68 @@ fn twenty_thousand_messages_cross_two_bridges_in_order_with_their_bytes() {
         assert_eq!(o.published, N);
         assert_eq!((st.delivered, st.lost, st.dropped, st.in_doubt), (N, 0, 0, 0), "{st:?}");
         assert_eq!(peer.counts().0, N);
+    });
+    let _ = std::fs::remove_file(inb.state_path());
+    for p in [a, b] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[test]
+fn messages_published_before_the_inbound_bridge_subscribed_still_arrive() {
+    // The outbound bridge's window (16) fills with messages nobody heard; an
+    // inbound bridge that starts later must still get all of them, in order.
+    const N: u64 = 200;
+    let (a, b) = (seg("late-a"), seg("late-b"));
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("numashm/test/late/{}", std::process::id());
+    let stop = Stop::new();
+    let out = Outbound::new(&a, 0, &key, BridgeConfig::new().listen(&endpoint).window(16));
+    let inb = Inbound::new(&key, &b, 0, BridgeConfig::new().connect(&endpoint));
+    let _ = std::fs::remove_file(inb.state_path());
+    std::thread::scope(|s| {
+        let (ready, wait) = std::sync::mpsc::channel();
+        let (out, stop_out) = (&out, &stop);
+        let out_run = s.spawn(move || out.run(stop_out, &mut || ready.send(()).unwrap()));
+        wait.recv_timeout(Duration::from_secs(60)).expect("outbound ready");
+        let peer = Peer::join(&a, PeerConfig::new("test-sender")).unwrap();
+        let tx = peer.sender(0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // Enough to fill the window and the ring: the sender then waits.
+        let (b, inb, stop_in) = (&b, &inb, &stop);
+        let sender = s.spawn(move || {
+            let peer = Peer::join(b, PeerConfig::new("test-receiver")).unwrap();
+            let rx = peer.receiver(0).unwrap();
+            std::thread::sleep(Duration::from_millis(500)); // the outbound published into the void by now
+            let in_run = s.spawn(move || inb.run(stop_in, &mut || {}));
+            for i in 0..N {
+                let m = loop {
+                    assert!(Instant::now() < deadline, "message {i} did not come");
+                    if let Ok(m) = rx.recv_timeout(Duration::from_millis(100)) {
+                        break m;
+                    }
+                };
+                check(i, &m);
+            }
+            in_run
+        });
+        for i in 0..N {
+            let mut m = tx.alloc(len_of(i)).unwrap();
+            message(i, &mut m);
+            let mut m = Some(m);
+            while let Some(msg) = m.take() {
+                if let Err(e) = tx.send_timeout(msg, Duration::from_millis(100)) {
+                    assert!(Instant::now() < deadline, "message {i} never sent");
+                    m = Some(e.message);
+                }
+            }
+        }
+        let in_run = sender.join().unwrap();
+        stop.stop();
+        let o = out_run.join().unwrap().unwrap();
+        let st = in_run.join().unwrap().unwrap();
+        assert!(o.republished > 0, "the window went out again: {o:?}");
+        assert_eq!((st.delivered, st.lost, st.dropped), (N, 0, 0), "{st:?}");
     });
     let _ = std::fs::remove_file(inb.state_path());
     for p in [a, b] {
