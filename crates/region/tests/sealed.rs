@@ -560,8 +560,19 @@ fn attach_pool_of_names_each_missing_piece() {
         skip("permission-denied case needs root to start a child as another user");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
+    // A copy of this test binary the other user can reach: the build tree may
+    // sit under a directory only we may enter (e.g. a fresh clone in `mktemp -d`).
+    let exe = {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("numashm-other-user-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("sealed-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    };
+    let out = std::process::Command::new(&exe)
         .args([
             "--exact",
             "child_process",
@@ -575,6 +586,7 @@ fn attach_pool_of_names_each_missing_piece() {
         .gid(65534)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
     assert_child_ok(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("other user: permission denied"),
