@@ -140,6 +140,17 @@ fn once_json_requires_once_and_a_missing_file_is_an_error() {
 /// Runs `numashm top` in a pseudo-terminal of 150 × 40 (util-linux `script`),
 /// sends `key` after 1.5 s, and returns (exit status, everything the terminal got).
 fn top_in_pty(p: &Path, key: &[u8]) -> (std::process::ExitStatus, String) {
+    top_in_pty_then(p, Poke::Key(key))
+}
+
+/// What the test does to `top` after 1.5 s.
+enum Poke<'a> {
+    Key(&'a [u8]),
+    /// SIGTERM to `top` itself (the child `script` started).
+    Term,
+}
+
+fn top_in_pty_then(p: &Path, poke: Poke<'_>) -> (std::process::ExitStatus, String) {
     let cmd = format!("stty cols 150 rows 40; exec {} top {} --interval 200", exe().display(), p.display());
     let mut child = Command::new("script")
         .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
@@ -156,8 +167,17 @@ fn top_in_pty(p: &Path, key: &[u8]) -> (std::process::ExitStatus, String) {
     });
     std::thread::sleep(Duration::from_millis(1500));
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(key).unwrap();
-    stdin.flush().unwrap();
+    match poke {
+        Poke::Key(key) => {
+            stdin.write_all(key).unwrap();
+            stdin.flush().unwrap();
+        }
+        Poke::Term => {
+            let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+            let top: i32 = children.split_whitespace().next().expect("script's child, top").parse().unwrap();
+            rustix::process::kill_process(rustix::process::Pid::from_raw(top).unwrap(), rustix::process::Signal::TERM).unwrap();
+        }
+    }
     let status = wait_or_kill(&mut child, Duration::from_secs(30), "top in a pty");
     drop(stdin);
     let out = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
@@ -183,5 +203,18 @@ fn the_live_view_draws_peers_and_restores_the_terminal_on_q_and_ctrl_c() {
         assert!(out[left..].contains("\x1b[?25h"), "cursor shown again: {out:?}");
     }
     drop(peer);
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn the_live_view_restores_the_terminal_on_sigterm() {
+    let p = path("pty-term");
+    let out = Command::new(exe()).arg("create").arg(&p).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, out) = top_in_pty_then(&p, Poke::Term);
+    assert!(status.success(), "SIGTERM ends top like q: {status:?}\n{out}");
+    assert!(out.contains("\x1b[?1049h"), "entered the alternate screen: {out:?}");
+    let left = out.rfind("\x1b[?1049l").unwrap_or_else(|| panic!("alternate screen never left: {out:?}"));
+    assert!(out[left..].contains("\x1b[?25h"), "cursor shown again: {out:?}");
     std::fs::remove_file(&p).unwrap();
 }

@@ -123,6 +123,9 @@ fn quits(k: &KeyEvent) -> bool {
 }
 
 fn live(path: &Path, shown: &str, first: RendezvousReport, interval: Duration) -> std::io::Result<()> {
+    // SIGTERM and SIGHUP end `top` like `q` (the terminal restored); their handler
+    // only records them, the loop below looks every 100 ms at most.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP])?;
     let _guard = TermGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
@@ -138,7 +141,10 @@ fn live(path: &Path, shown: &str, first: RendezvousReport, interval: Duration) -
             if left.is_zero() {
                 break;
             }
-            if event::poll(left)? {
+            if signals.pending().next().is_some() {
+                return Ok(());
+            }
+            if event::poll(left.min(Duration::from_millis(100)))? {
                 match event::read()? {
                     Event::Key(k) if quits(&k) => return Ok(()),
                     Event::Resize(..) => term.draw(|f| view::draw(f, &snap, &status)).map(drop)?,
