@@ -223,14 +223,11 @@ impl PlainZenoh {
     }
 }
 
+/// The baseline's sessions are configured as the bridges' are (peer mode,
+/// scouting off, one explicit endpoint): `BridgeConfig::zenoh`.
 fn config(ep: &str, listen: bool) -> zenoh::Config {
-    let mut c = zenoh::Config::default();
-    let set = |c: &mut zenoh::Config, k: &str, v: String| c.insert_json5(k, &v).expect("zenoh config");
-    set(&mut c, "mode", "\"peer\"".into());
-    set(&mut c, if listen { "listen/endpoints" } else { "connect/endpoints" }, format!("[{ep:?}]"));
-    set(&mut c, "scouting/multicast/enabled", "false".into());
-    set(&mut c, "scouting/gossip/enabled", "false".into());
-    c
+    let cfg = if listen { BridgeConfig::new().listen(ep) } else { BridgeConfig::new().connect(ep) };
+    cfg.zenoh().expect("zenoh config")
 }
 
 /// `bridge_rtt_vs_zenoh`: a 64 B round trip through four bridges (A ch 0 →

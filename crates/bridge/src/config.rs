@@ -157,8 +157,22 @@ impl BridgeConfig {
         self.window
     }
 
-    /// The Zenoh configuration this describes.
-    pub(crate) fn zenoh(&self) -> Result<zenoh::Config, BridgeError> {
+    /// The Zenoh configuration this describes (what a bridge opens its
+    /// session with; also for plain Zenoh sessions that must match it, such as
+    /// the bench's baseline).
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError::Config`] naming the key Zenoh refused (e.g. a bad endpoint).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = numashm_bridge::BridgeConfig::new().listen("tcp/127.0.0.1:7447").zenoh()?;
+    /// assert!(c.get_json("listen/endpoints").unwrap().contains("7447"));
+    /// # Ok::<(), numashm_bridge::BridgeError>(())
+    /// ```
+    pub fn zenoh(&self) -> Result<zenoh::Config, BridgeError> {
         let mut c = zenoh::Config::default();
         let set = |c: &mut zenoh::Config, key: &str, value: String| {
             c.insert_json5(key, &value).map_err(|e| BridgeError::Config { key: key.to_owned(), detail: e.to_string() })
