@@ -147,6 +147,13 @@ impl Rdv {
         }
     }
 
+    /// Entry 0 as a dead consumer (epoch 5) left it, still named by the
+    /// channel word, its lock free.
+    fn preset_dead_consumer(&self) {
+        self.preset(0, 5, DEAD_PID, 99, C, false);
+        self.channel.store(consumer_word(0, 5), Ordering::Relaxed);
+    }
+
     /// `EntryLocks::try_take`: `F_OFD_SETLK` is one test-and-set in the
     /// kernel (SeqCst: the kernel's lock orders every lock call).
     fn try_take(&self, i: usize, pid: u32) -> bool {
@@ -338,8 +345,7 @@ fn a_joiner_racing_a_recoverer_of_a_dead_entry_is_left_alone() {
     loom::model(|| {
         let r = Arc::new(Rdv::new(2));
         // Entry 0: a dead consumer of the channel; entry 1: the recoverer, live.
-        r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
+        r.preset_dead_consumer();
         r.preset(1, 1, 2, 22, 0, true);
         let joiner = {
             let r = r.clone();
@@ -469,8 +475,7 @@ fn two_recoverers_of_one_dead_consumer_one_takes_it_and_its_slot_comes_back_once
         let r = Arc::new(Rdv::new(3));
         // Entry 0: a dead consumer that held the channel and one slot (s0);
         // entries 1 and 2: two live peers that both want the channel.
-        r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
+        r.preset_dead_consumer();
         r.preset(1, 1, 1, 11, 0, true);
         r.preset(2, 1, 2, 22, 0, true);
         let ring_off = Arc::new(AtomicU64::new(1));
@@ -566,8 +571,7 @@ fn two_recoverers_of_one_dead_consumer_one_takes_it_and_its_slot_comes_back_once
 fn a_late_recoverer_leaves_the_new_peer_on_its_entry_alone() {
     loom::model(|| {
         let r = Arc::new(Rdv::new(2));
-        r.preset(0, 5, DEAD_PID, 99, C, false);
-        r.channel.store(consumer_word(0, 5), Ordering::Relaxed);
+        r.preset_dead_consumer();
         r.preset(1, 1, 2, 22, 0, true);
         let joiner = {
             let r = r.clone();

@@ -235,14 +235,9 @@ impl Producer {
         self.was_bound = false;
     }
 
-    /// `RemotePool::link_to`: consumer k's link naming our current ring
-    /// (Acquire: SYNC link-publish; a dropped link's Release store of 0).
-    fn link_to(&self, k: usize) -> bool {
-        self.link_tag(k).is_some()
-    }
-
-    /// `RemotePool::link_to`'s answer: the link's tag, if it names our ring;
-    /// the tag read again after the words, and unchanged.
+    /// `RemotePool::link_to`: consumer k's link naming our current ring, as
+    /// its tag (Acquire: SYNC link-publish; a dropped link's Release store of
+    /// 0), the tag read again after the words, and unchanged.
     fn link_tag(&self, k: usize) -> Option<u64> {
         let tag = self.w.link_tag[k].load(Ordering::Acquire);
         let ours = tag != 0 && self.w.link_ring[k].load(Ordering::Acquire) == self.ring;
@@ -372,6 +367,11 @@ struct Consumer {
 }
 
 impl Consumer {
+    /// Entry `k`'s consumer with the ring ends `rx`, not consuming yet, no link.
+    fn new(w: &Arc<World>, k: usize, rx: Vec<Option<SplitConsumer<HeapSplit>>>) -> Consumer {
+        Consumer { w: w.clone(), k, rx, link: None, active: false, links_made: 0 }
+    }
+
     /// `Peer::consume`: the claim (a CAS from 0 or from a dead consumer,
     /// `pool_attach.rs` models it), then `rescan`.
     fn consume(&mut self) {
@@ -574,14 +574,7 @@ fn a_consumer_reads_only_once_the_producer_has_bound_it() {
                 }
             })
         };
-        let mut c = Consumer {
-            w: w.clone(),
-            k: 0,
-            rx,
-            link: None,
-            active: false,
-            links_made: 0,
-        };
+        let mut c = Consumer::new(&w, 0, rx);
         c.consume();
         let (s, value) = c.recv_spinning();
         assert_eq!(value, 7);
@@ -614,14 +607,8 @@ fn a_producer_that_sent_before_the_link_binds_from_its_empty_receives() {
                 }
             })
         };
-        let mut c = Consumer {
-            w: w.clone(),
-            k: 0,
-            rx,
-            link: None,
-            active: true,
-            links_made: 0,
-        };
+        let mut c = Consumer::new(&w, 0, rx);
+        c.active = true;
         // `try_recv` empty: a rescan links once the producer's ring is there.
         let (s, value) = c.recv_spinning();
         c.read(s, value);
@@ -670,14 +657,7 @@ fn a_new_consumer_never_reads_the_ring_of_a_dead_one() {
         });
         // Consumer 1 takes the channel over (consumer 0 is dead), links
         // whichever ring is current, and reads.
-        let mut c = Consumer {
-            w: w.clone(),
-            k: 1,
-            rx,
-            link: None,
-            active: false,
-            links_made: 0,
-        };
+        let mut c = Consumer::new(&w, 1, rx);
         c.consume();
         let (s, value) = c.recv_spinning();
         c.read(s, value);
@@ -697,14 +677,7 @@ fn reclaim_after_last_read(dies: bool) {
         let (tx, rx) = rings();
         let mut p = Producer::new(w.clone(), tx);
         p.new_ring();
-        let mut c = Consumer {
-            w: w.clone(),
-            k: 0,
-            rx,
-            link: None,
-            active: false,
-            links_made: 0,
-        };
+        let mut c = Consumer::new(&w, 0, rx);
         c.consume();
         p.send(7);
         assert!(p.bind() && c.readable(), "bound before the model runs");
@@ -803,14 +776,7 @@ fn a_consumer_that_comes_back_before_the_producer_notices_gets_no_message_twice(
         // Before: ring 1 bound to consumer 0, message 7 in slot 0 pushed.
         let mut p = Producer::new(w.clone(), Vec::new());
         p.new_ring();
-        let mut c = Consumer {
-            w: w.clone(),
-            k: 0,
-            rx: Vec::new(),
-            link: None,
-            active: false,
-            links_made: 0,
-        };
+        let mut c = Consumer::new(&w, 0, Vec::new());
         c.consume();
         assert!(p.bind() && c.readable(), "bound before the model runs");
         w.slots.write(0, 7);
