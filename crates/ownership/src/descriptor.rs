@@ -29,7 +29,8 @@ use raw::{RawDescriptor, CAP_ACTIVE, CAP_REVOKED};
 // seqlock-style snapshots below correct without per-site reasoning.
 const SC: Ordering = Ordering::SeqCst;
 
-/// A view of the descriptor at the start of a region's data area.
+/// A view of a region's descriptor (at the start of its data area, or where
+/// its header records it: [`Descriptor::create_at`]).
 ///
 /// Borrowing the region keeps the mapping alive for as long as the view.
 /// Every field is read as hostile bytes: another process with write access
@@ -56,17 +57,25 @@ pub struct Descriptor<'r> {
 }
 
 impl<'r> Descriptor<'r> {
+    /// Where the descriptor of `region` is: the offset its header records
+    /// ([`Region::descriptor_offset`]), or the start of the data area.
+    fn offset_in(region: &Region) -> Result<usize, DescriptorError> {
+        Ok(region.descriptor_offset()?.unwrap_or(region.data_offset()))
+    }
+
     #[allow(unsafe_code)] // a pointer into the borrowed region.
-    fn locate(region: &'r Region) -> Result<NonNull<RawDescriptor>, DescriptorError> {
-        let off = region.data_offset();
+    fn locate(region: &'r Region, off: usize) -> Result<NonNull<RawDescriptor>, DescriptorError> {
         let available = region.len().saturating_sub(off);
-        if available < DESCRIPTOR_LEN {
+        if off < region.data_offset() || available < DESCRIPTOR_LEN {
             return Err(DescriptorError::TooSmall { available, needed: DESCRIPTOR_LEN });
         }
-        // SAFETY: `off + DESCRIPTOR_LEN <= len()` (checked), so the pointer is
-        // inside the region's mapped part, which stays mapped while `region` is borrowed.
+        // SAFETY: `data_offset() <= off` and `off + DESCRIPTOR_LEN <= len()`
+        // (checked), so the pointer is inside the region's mapped part, past its
+        // header, which stays mapped while `region` is borrowed.
         let ptr = unsafe { region.as_ptr().add(off) };
-        debug_assert_eq!(ptr as usize % std::mem::align_of::<RawDescriptor>(), 0);
+        if ptr as usize % std::mem::align_of::<RawDescriptor>() != 0 {
+            return Err(DescriptorError::corrupt("offset", None, format!("{off:#x} is not aligned for a descriptor")));
+        }
         NonNull::new(ptr.cast()).ok_or(DescriptorError::corrupt("base", None, "null mapping"))
     }
 
@@ -107,10 +116,42 @@ impl<'r> Descriptor<'r> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(region: &'r Region) -> Result<Self, DescriptorError> {
+        Self::create_at(region, region.data_offset())
+    }
+
+    /// As [`Descriptor::create`], with the descriptor at `offset` (a page
+    /// multiple past the region header) instead of the start of the data area:
+    /// for layouts whose data area starts with something else, such as a pool
+    /// (`numashm::pool`). The offset is recorded in the region header
+    /// ([`Region::set_descriptor_offset`]), where [`Descriptor::open`] (and the
+    /// broker) find it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Descriptor::create`]; [`DescriptorError::Region`] for an offset
+    /// that is not a page multiple inside the region.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use numashm_ownership::Descriptor;
+    /// use numashm_region::{Region, RegionOptions};
+    /// let host = RegionOptions::new(64 << 10).create_anonymous("doc-create-at")?;
+    /// Descriptor::create_at(&host, 8 << 10)?;
+    /// let guest = Region::attach_fd(host.as_fd().try_clone_to_owned()?)?;
+    /// assert_eq!(guest.descriptor_offset()?, Some(8 << 10));
+    /// assert_eq!(Descriptor::open(&guest)?.owner()?.pid, std::process::id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_at(region: &'r Region, offset: usize) -> Result<Self, DescriptorError> {
         if !region.is_writable() {
             return Err(DescriptorError::Permission { asked: Perms::W, detail: "the region is attached read-only" });
         }
-        let raw = Self::locate(region)?;
+        let raw = Self::locate(region, offset)?;
+        if offset != region.data_offset() {
+            region.set_descriptor_offset(offset)?;
+        }
         let desc = Descriptor { region, raw };
         if desc.raw().magic.load(SC) != 0 {
             return Err(DescriptorError::corrupt("magic", None, "a descriptor (or data) is already there"));
@@ -127,7 +168,8 @@ impl<'r> Descriptor<'r> {
         Ok(desc)
     }
 
-    /// Opens the descriptor of an existing region, validating its header and
+    /// Opens the descriptor of an existing region (where its header records
+    /// it, else at the start of the data area), validating its header and
     /// every table slot.
     ///
     /// # Errors
@@ -148,7 +190,7 @@ impl<'r> Descriptor<'r> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(region: &'r Region) -> Result<Self, DescriptorError> {
-        let raw = Self::locate(region)?;
+        let raw = Self::locate(region, Self::offset_in(region)?)?;
         let desc = Descriptor { region, raw };
         desc.validate()?;
         Ok(desc)

@@ -177,6 +177,35 @@ fn corrupt_descriptor_fields_are_named() {
 }
 
 #[test]
+fn a_descriptor_offset_another_process_rewrote_is_an_error_or_a_checked_descriptor() {
+    let r = RegionOptions::new(64 << 10).create_anonymous("offset").unwrap();
+    Descriptor::create_at(&r, 16 << 10).unwrap();
+    // Header bytes 96..104 (docs/region.md) are writable by anyone who maps the
+    // region: each value is refused with a named field, or leads to bytes that
+    // are then validated as a descriptor.
+    // (`write_at` refuses the header, so through the memfd, as another process would.)
+    let put_offset = |v: u64| assert_eq!(rustix::io::pwrite(r.as_fd(), &v.to_le_bytes(), 96).unwrap(), 8);
+    for bad in [1, 4095, 4097, 64 << 10, 1 << 40, u64::MAX] {
+        put_offset(bad);
+        match Descriptor::open(&r) {
+            Err(DescriptorError::Region(numashm_region::RegionError::Corrupt { field: "descriptor_at", .. })) => {}
+            other => panic!("offset {bad:#x}: expected Corrupt(descriptor_at), got {other:?}"),
+        }
+    }
+    // A page of zeroes (no descriptor there): the magic is named.
+    put_offset(32 << 10);
+    assert!(matches!(Descriptor::open(&r), Err(DescriptorError::Corrupt { field: "magic", .. })));
+    // The last page: exactly one descriptor fits; it is empty, so again the magic.
+    put_offset(60 << 10);
+    assert!(matches!(Descriptor::open(&r), Err(DescriptorError::Corrupt { field: "magic", .. })));
+    put_offset(16 << 10);
+    assert_eq!(Descriptor::open(&r).unwrap().owner().unwrap().pid, std::process::id());
+    // Nothing recorded: the start of the data area, where there is none here.
+    put_offset(0);
+    assert!(matches!(Descriptor::open(&r), Err(DescriptorError::Corrupt { field: "magic", .. })));
+}
+
+#[test]
 fn random_descriptor_bytes_give_errors_not_panics() {
     let r = RegionOptions::new(64 << 10).create_anonymous("random").unwrap();
     let d0 = r.data_offset();

@@ -38,7 +38,10 @@ pub(crate) struct RegionHeader {
     pub(crate) creator_pid: AtomicU32,
     pub(crate) nodes: [AtomicU64; 4],
     pub(crate) checksum: AtomicU64,
-    pub(crate) reserved: [AtomicU64; 4],
+    /// Where the region's ownership descriptor starts (0: none recorded). Not in
+    /// the checksum: it is set after creation, by the owner of a writable mapping.
+    pub(crate) descriptor_at: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<RegionHeader>() == HEADER_FIELDS_LEN);

@@ -218,6 +218,71 @@ impl Region {
         HEADER_LEN
     }
 
+    /// Where this region's ownership descriptor (`numashm-ownership`) starts, as
+    /// recorded in header bytes 96..104 by [`Region::set_descriptor_offset`];
+    /// `None` when nothing was recorded. Any process that can write the header may
+    /// have stored anything there: the value is checked here only to be a page
+    /// multiple inside the header-less part of the mapping; the descriptor's reader
+    /// validates what it finds.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::Corrupt`] (`descriptor_at`) for a value that is not a page
+    /// multiple at or past [`HEADER_LEN`] and inside the mapped length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = numashm_region::RegionOptions::new(64 << 10).create_anonymous("doc-desc-at")?;
+    /// assert_eq!(r.descriptor_offset()?, None);
+    /// r.set_descriptor_offset(8192)?;
+    /// assert_eq!(r.descriptor_offset()?, Some(8192));
+    /// # Ok::<(), numashm_region::RegionError>(())
+    /// ```
+    pub fn descriptor_offset(&self) -> Result<Option<usize>> {
+        // Relaxed: a hint the descriptor's own magic and checks confirm.
+        let at = self.header().descriptor_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return Ok(None);
+        }
+        match usize::try_from(at) {
+            Ok(off) if off >= HEADER_LEN && off % HEADER_LEN == 0 && off < self.len() => Ok(Some(off)),
+            _ => Err(RegionError::Corrupt {
+                field: "descriptor_at",
+                detail: format!("{at:#x} is not a page offset inside the region's {:#x} bytes", self.len()),
+            }),
+        }
+    }
+
+    /// Records where this region's ownership descriptor starts (see
+    /// [`Region::descriptor_offset`]), so that a process given only the region's
+    /// fd finds it: a layout whose data area starts with something else (a pool
+    /// header, a rendezvous) puts its descriptor elsewhere and says so here.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionError::ReadOnly`] when the region is mapped read-only here;
+    /// [`RegionError::InvalidArgument`] for an offset that is not a page multiple
+    /// at or past [`HEADER_LEN`] inside the region's length.
+    ///
+    /// # Examples
+    ///
+    /// See [`Region::descriptor_offset`].
+    pub fn set_descriptor_offset(&self, off: usize) -> Result<()> {
+        if !self.writable {
+            return Err(RegionError::ReadOnly);
+        }
+        if off < HEADER_LEN || off % HEADER_LEN != 0 || off >= self.len() {
+            return Err(RegionError::InvalidArgument {
+                what: "descriptor offset",
+                detail: format!("{off:#x} is not a page offset inside the region's {:#x} bytes", self.len()),
+            });
+        }
+        // Relaxed: a hint; the descriptor publishes itself by its magic (SeqCst).
+        self.header().descriptor_at.store(off as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The path of a named region.
     ///
     /// # Examples

@@ -174,7 +174,8 @@ impl Region {
             creator_pid: AtomicU32::new(pid),
             nodes: nodes.map(AtomicU64::new),
             checksum: AtomicU64::new(checksum),
-            reserved: [0; 4].map(AtomicU64::new),
+            descriptor_at: AtomicU64::new(0),
+            reserved: [0; 3].map(AtomicU64::new),
         };
         // SAFETY: the first page is mapped read-write, aligned, and not yet visible
         // to any other process; `ptr::write` initialises the atomics in place.
