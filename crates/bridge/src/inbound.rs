@@ -11,12 +11,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use numashm::{ChannelError, Peer, PeerConfig, Sender};
 use numashm_varslot::{CommitError, OwnerError};
 use zenoh::bytes::ZBytes;
-use zenoh::handlers::FifoChannel;
 use zenoh::Wait;
 
 use crate::config::{BackPressure, BridgeConfig};
@@ -98,10 +98,21 @@ impl Inbound {
     /// asks every stream it followed to resume, calls `ready`, then bridges
     /// until `stop` is set. Returns the counts of every run so far.
     ///
+    /// Samples are taken in Zenoh's subscriber callback, on Zenoh's receiving
+    /// thread: it copies each into a slot and pushes it into the ring itself
+    /// (no queue and no thread between Zenoh and the ring). With
+    /// [`BackPressure::Block`] the callback waits for ring space: Zenoh's
+    /// reader then stops reading the link, TCP fills, and the publisher
+    /// (`CongestionControl::Block`) waits, as with Zenoh's own bounded
+    /// handlers. The calling thread keeps the clocks: acknowledgements while
+    /// the position moves, heartbeats, gap re-asks, and the stop flag.
+    ///
     /// # Errors
     ///
     /// [`BridgeError::State`] (the state file, e.g. another bridge uses it),
-    /// [`BridgeError::Pool`], [`BridgeError::Zenoh`], [`BridgeError::Config`].
+    /// [`BridgeError::Pool`], [`BridgeError::Zenoh`], [`BridgeError::Config`];
+    /// a failure inside the callback (the segment refused a send, an
+    /// acknowledgement could not be put) ends the run with its error.
     ///
     /// # Examples
     ///
@@ -109,142 +120,239 @@ impl Inbound {
     pub fn run(&self, stop: &Stop, ready: &mut dyn FnMut()) -> Result<InboundStats, BridgeError> {
         let state = StateFile::open(&self.state)?;
         let peer = Peer::join(&self.segment, PeerConfig::new(&format!("bridge-in {}", self.key)))?;
-        let tx = peer.sender(self.channel)?;
+        // Makes our ring now, so that a pool refusing it fails here, not in the callback.
+        peer.sender(self.channel)?;
         let session = zenoh::open(self.cfg.zenoh()?).wait().map_err(|e| BridgeError::zenoh("open", e))?;
-        // A bounded FIFO: when the ring is full and we wait, it fills and
-        // Zenoh's reader waits on it, then TCP, then the publisher.
-        let samples = session
+        let now = Instant::now();
+        let core = Core {
+            me: state.subscriber(),
+            peer,
+            state,
+            session: session.clone(),
+            channel: self.channel,
+            mode: self.cfg.back_pressure,
+            stop: stop.clone(),
+            asked: HashMap::new(),
+            acked: HashMap::new(),
+            tick: 0,
+            since_ack: 0,
+            last_ack: now,
+            last_beat: now,
+            failed: None,
+        };
+        // Why a mutex: the peer is driven by one thread at a time (`Peer` is
+        // Send, not Sync), and two threads take turns here: Zenoh's receiving
+        // thread in the callback (Zenoh may even call it from several threads
+        // at once, one per link) and this thread for the clocks. The mutex
+        // serialises them; it is uncontended but for the clock's visit every
+        // few milliseconds, and it keeps each stream's samples in the order
+        // Zenoh hands them over. A single owner instead (one thread holding
+        // the peer, the callback handing it samples) is the queue, thread hop
+        // and wake per batch this design removes. The `Option` is taken by
+        // this thread when the run ends: a callback still in flight (Zenoh
+        // may run one after the undeclaration) then finds nothing and
+        // returns, and the peer and the state file are dropped here, not on a
+        // Zenoh thread.
+        let shared = Arc::new(Mutex::new(Some(core)));
+        let in_callback = Arc::clone(&shared);
+        let subscriber = session
             .declare_subscriber(self.key.clone())
-            .with(FifoChannel::new(256))
+            .callback(move |sample| {
+                // Poisoned: a callback panicked mid-delivery; deliver nothing
+                // more (the clock thread ends the run).
+                if let Ok(mut core) = in_callback.lock() {
+                    if let Some(core) = core.as_mut() {
+                        core.on_sample(&sample);
+                    }
+                }
+            })
             .wait()
             .map_err(|e| BridgeError::zenoh("declare subscriber", e))?;
-        let me = state.subscriber();
-        let ack = |stream: u64, next: u64, resume: bool| {
-            session
-                .put(ack_key(stream), ZBytes::from(Ack { subscriber: me, next, resume }.encode()))
-                .wait()
-                .map_err(|e| BridgeError::zenoh("put ack", e))
+        let resumed = match shared.lock() {
+            Ok(mut core) => core.as_mut().map_or(Ok(()), Core::resume_all),
+            Err(_) => Err(panicked()),
         };
-        let mut asked: HashMap<u64, Instant> = HashMap::new();
-        for s in state.streams() {
-            ack(s.stream, s.next, true)?;
-            asked.insert(s.stream, Instant::now());
-        }
-        ready();
-        let mut deliver = Deliver { tx: &tx, peer: &peer, state: &state, mode: self.cfg.back_pressure, stop };
-        let mut acked: HashMap<u64, u64> = HashMap::new();
-        let (mut last_ack, mut last_beat, mut tick, mut since_ack) = (Instant::now(), Instant::now(), 0u64, 0u32);
-        while !stop.is_stopped() {
-            tick += 1;
-            let sample = next_sample(&samples, self.cfg.ack_every)?;
-            if let Some(sample) = sample {
-                let stamp = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes()));
-                match stamp {
-                    None => match deliver.one(sample.payload(), None) {
-                        Ok(true) => state.count_unstamped(),
-                        Ok(false) => {}
-                        Err(BridgeError::Stopped) => break,
-                        Err(e) => return Err(e),
-                    },
-                    Some(st) => {
-                        let i = state.find(st.stream).unwrap_or_else(|| state.follow(st.stream, st.floor, tick));
-                        let mut next = state.next(i);
-                        if st.seq < next {
-                            state.count_duplicate();
-                            continue;
-                        }
-                        if st.seq > next && st.floor > next {
-                            // The outbound side can no longer publish next..floor.
-                            state.count_lost(st.floor - next);
-                            state.set_next(i, st.floor);
-                            next = st.floor;
-                        }
-                        if st.seq > next {
-                            // A gap: skip, and ask (again, now and then) from `next`.
-                            if asked.get(&st.stream).map_or(true, |t| t.elapsed() >= ASK_AGAIN) {
-                                ack(st.stream, next, true)?;
-                                asked.insert(st.stream, Instant::now());
-                            }
-                            continue;
-                        }
-                        asked.remove(&st.stream);
-                        since_ack += 1;
-                        match deliver.one(sample.payload(), Some((i, st.seq, tick))) {
-                            Ok(_) => {}
-                            Err(BridgeError::Stopped) => break,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-            }
-            // A gap not filled yet is asked about again, samples or not: the
-            // outbound side may have stopped publishing (its window full of
-            // messages we have not acknowledged, the first of them lost before
-            // our subscription reached it).
-            for (&stream, at) in asked.iter_mut() {
-                if at.elapsed() >= ASK_AGAIN {
-                    if let Some(i) = state.find(stream) {
-                        ack(stream, state.next(i), true)?;
-                    }
-                    *at = Instant::now();
-                }
-            }
-            let beat = last_beat.elapsed() >= HEARTBEAT;
-            if since_ack >= ACK_BATCH || last_ack.elapsed() >= self.cfg.ack_every || beat {
-                since_ack = 0;
-                for s in state.streams() {
-                    if beat || acked.get(&s.stream) != Some(&s.next) {
-                        ack(s.stream, s.next, false)?;
-                        acked.insert(s.stream, s.next);
-                    }
-                }
-                last_ack = Instant::now();
-                if beat {
-                    last_beat = last_ack;
-                }
-            }
-        }
-        let stats = state.stats();
-        drop(samples);
+        let result = resumed.and_then(|()| {
+            ready();
+            clock(&shared, stop, self.cfg.ack_every)
+        });
+        drop(subscriber);
+        // The run's end: later callbacks find `None`. A poisoned lock still
+        // yields the core (the state file keeps what the panic left: the next
+        // run settles an in-flight marker as in doubt, as after a kill).
+        let core = match shared.lock() {
+            Ok(mut core) => core.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let stats = core.as_ref().map(|c| c.state.stats());
+        drop(core);
         let _ = session.close().wait();
-        Ok(stats)
+        result.and_then(|()| stats.ok_or_else(panicked))
     }
 }
 
-/// The next sample, waiting up to `wait`. A burst is taken without sleeping:
-/// the queue is polled (yielding the CPU between polls) for a while before
-/// the thread parks, so that Zenoh's reader does not wake us per sample.
-fn next_sample(
-    samples: &zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
-    wait: Duration,
-) -> Result<Option<zenoh::sample::Sample>, BridgeError> {
-    for _ in 0..POLLS {
-        if let Some(s) = samples.try_recv().map_err(|e| BridgeError::zenoh("receive", e))? {
-            return Ok(Some(s));
+fn panicked() -> BridgeError {
+    BridgeError::Zenoh { op: "subscriber callback", detail: "panicked".into() }
+}
+
+/// The calling thread's part of a run: every `tick` (the acknowledgement
+/// period) it takes the core briefly for the clocks, until `stop` or a
+/// failure in the callback.
+fn clock(shared: &Mutex<Option<Core>>, stop: &Stop, tick: Duration) -> Result<(), BridgeError> {
+    while !stop.is_stopped() {
+        std::thread::sleep(tick);
+        let mut core = shared.lock().map_err(|_| panicked())?;
+        let Some(core) = core.as_mut() else { return Ok(()) };
+        if let Some(e) = core.failed.take() {
+            return Err(e);
         }
-        std::thread::yield_now();
+        core.clocks(tick)?;
     }
-    samples.recv_timeout(wait).map_err(|e| BridgeError::zenoh("receive", e))
+    Ok(())
 }
 
-/// Polls before a bridge parks (each a `yield`: a few microseconds in all).
-pub(crate) const POLLS: u32 = 32;
-
-/// Sends samples into the ring.
-struct Deliver<'a, 'p> {
-    tx: &'a Sender<'p>,
-    peer: &'p Peer,
-    state: &'a StateFile,
+/// What the subscriber callback and the clock thread share (behind a mutex).
+struct Core {
+    peer: Peer,
+    state: StateFile,
+    session: zenoh::Session,
+    channel: usize,
     mode: BackPressure,
-    stop: &'a Stop,
+    stop: Stop,
+    /// This bridge's id in acknowledgements.
+    me: u64,
+    /// Streams with a gap, and when they were last asked to resume.
+    asked: HashMap<u64, Instant>,
+    /// Each stream's last acknowledged `next`.
+    acked: HashMap<u64, u64>,
+    /// Samples seen (orders the state file's least recently used stream).
+    tick: u64,
+    /// Samples delivered since the last acknowledgement.
+    since_ack: u32,
+    last_ack: Instant,
+    last_beat: Instant,
+    /// The first failure in the callback: the clock thread ends the run with it.
+    failed: Option<BridgeError>,
 }
 
-impl Deliver<'_, '_> {
+impl Core {
+    fn ack(&self, stream: u64, next: u64, resume: bool) -> Result<(), BridgeError> {
+        self.session
+            .put(ack_key(stream), ZBytes::from(Ack { subscriber: self.me, next, resume }.encode()))
+            .wait()
+            .map_err(|e| BridgeError::zenoh("put ack", e))
+    }
+
+    /// A new run asks every stream its state file follows to publish again
+    /// from where it stands.
+    fn resume_all(&mut self) -> Result<(), BridgeError> {
+        for s in self.state.streams() {
+            self.ack(s.stream, s.next, true)?;
+            self.asked.insert(s.stream, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The callback's body: a failure is kept for the clock thread, and the
+    /// callback delivers nothing more.
+    fn on_sample(&mut self, sample: &zenoh::sample::Sample) {
+        if self.failed.is_some() || self.stop.is_stopped() {
+            return;
+        }
+        match self.sample(sample) {
+            Ok(()) | Err(BridgeError::Stopped) => {}
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    fn sample(&mut self, sample: &zenoh::sample::Sample) -> Result<(), BridgeError> {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some(st) = sample.attachment().and_then(|a| Stamp::decode(&a.to_bytes())) else {
+            if self.deliver(sample.payload(), None)? {
+                self.state.count_unstamped();
+            }
+            return Ok(());
+        };
+        let state = &self.state;
+        let i = state.find(st.stream).unwrap_or_else(|| state.follow(st.stream, st.floor, tick));
+        let mut next = state.next(i);
+        if st.seq < next {
+            state.count_duplicate();
+            return Ok(());
+        }
+        if st.seq > next && st.floor > next {
+            // The outbound side can no longer publish next..floor.
+            state.count_lost(st.floor - next);
+            state.set_next(i, st.floor);
+            next = st.floor;
+        }
+        if st.seq > next {
+            // A gap: skip, and ask (again, now and then: see `clocks`) from `next`.
+            if self.asked.get(&st.stream).map_or(true, |t| t.elapsed() >= ASK_AGAIN) {
+                self.ack(st.stream, next, true)?;
+                self.asked.insert(st.stream, Instant::now());
+            }
+            return Ok(());
+        }
+        self.asked.remove(&st.stream);
+        self.since_ack += 1;
+        self.deliver(sample.payload(), Some((i, st.seq, tick)))?;
+        if self.since_ack >= ACK_BATCH {
+            self.ack_moved(false)?;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges every stream whose position moved (all of them on a
+    /// heartbeat).
+    fn ack_moved(&mut self, beat: bool) -> Result<(), BridgeError> {
+        self.since_ack = 0;
+        for s in self.state.streams() {
+            if beat || self.acked.get(&s.stream) != Some(&s.next) {
+                self.ack(s.stream, s.next, false)?;
+                self.acked.insert(s.stream, s.next);
+            }
+        }
+        self.last_ack = Instant::now();
+        if beat {
+            self.last_beat = self.last_ack;
+        }
+        Ok(())
+    }
+
+    /// The clock thread's visit: a gap not filled yet is asked about again,
+    /// samples or not (the outbound side may have stopped publishing: its
+    /// window full of messages we have not acknowledged, the first of them
+    /// lost before our subscription reached it); positions that moved are
+    /// acknowledged; an idle bridge says it is still there.
+    fn clocks(&mut self, ack_every: Duration) -> Result<(), BridgeError> {
+        let mut again = Vec::new();
+        for (&stream, at) in self.asked.iter_mut() {
+            if at.elapsed() >= ASK_AGAIN {
+                if let Some(i) = self.state.find(stream) {
+                    again.push((stream, self.state.next(i)));
+                }
+                *at = Instant::now();
+            }
+        }
+        for (stream, next) in again {
+            self.ack(stream, next, true)?;
+        }
+        let beat = self.last_beat.elapsed() >= HEARTBEAT;
+        if self.since_ack > 0 || self.last_ack.elapsed() >= ack_every || beat {
+            self.ack_moved(beat)?;
+        }
+        Ok(())
+    }
+
     /// Copies `payload` into a slot and sends it; `stamped` is its stream
     /// slot, sequence number and tick (kept in the state file around the
     /// send). Returns whether it was delivered (else dropped and counted).
-    fn one(&mut self, payload: &ZBytes, stamped: Option<(usize, u64, u64)>) -> Result<bool, BridgeError> {
-        let delivered = self.send(payload, stamped)?;
+    fn deliver(&self, payload: &ZBytes, stamped: Option<(usize, u64, u64)>) -> Result<bool, BridgeError> {
+        // Cheap: our ring exists (made in `run`), so this only borrows the peer.
+        let tx = self.peer.sender(self.channel)?;
+        let delivered = Deliver { tx: &tx, state: &self.state, mode: self.mode, stop: &self.stop }.send(payload, stamped)?;
         if let Some((i, seq, _)) = stamped {
             self.state.sent(i, seq);
         }
@@ -256,8 +364,20 @@ impl Deliver<'_, '_> {
         }
         Ok(delivered)
     }
+}
 
-    fn send(&mut self, payload: &ZBytes, stamped: Option<(usize, u64, u64)>) -> Result<bool, BridgeError> {
+/// Sends one sample into the ring.
+struct Deliver<'a, 'p> {
+    tx: &'a Sender<'p>,
+    state: &'a StateFile,
+    mode: BackPressure,
+    stop: &'a Stop,
+}
+
+impl Deliver<'_, '_> {
+    /// Copies `payload` into a slot and pushes it, waiting for a slot and for
+    /// ring space with `Block` (until `stop`), giving up with `Drop`.
+    fn send(self, payload: &ZBytes, stamped: Option<(usize, u64, u64)>) -> Result<bool, BridgeError> {
         let len = payload.len();
         let mut slot = loop {
             match self.tx.alloc(len) {

@@ -31,6 +31,8 @@ const SILENT: Duration = Duration::from_secs(3);
 /// How long a bridge whose window is full waits for an acknowledgement
 /// before it publishes the window's first message again (see `run`).
 const PROBE: Duration = Duration::from_millis(200);
+/// Polls before the bridge parks (each a `yield`: a few microseconds in all).
+const POLLS: u32 = 32;
 /// How long a stopping bridge waits for Zenoh to let go of the payloads it lent.
 const LET_GO: Duration = Duration::from_secs(5);
 
@@ -174,9 +176,11 @@ impl Outbound {
                         }
                     }
                 }
-                // A burst is taken without parking (see inbound.rs `next_sample`).
+                // A burst is taken without parking: the channel is polled (yielding
+                // the CPU between polls) before the thread parks, so that the
+                // sender does not wake us per message.
                 let mut got = rx.try_recv();
-                for _ in 0..crate::inbound::POLLS {
+                for _ in 0..POLLS {
                     if !matches!(got, Err(ChannelError::Empty)) {
                         break;
                     }
