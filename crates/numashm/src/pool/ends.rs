@@ -40,7 +40,6 @@ use numashm_varslot::OwnedSlot;
 
 use crate::loom::sync::atomic::Ordering;
 use crate::pool::error::PoolError;
-use crate::pool::liveness::liveness;
 use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
 use crate::pool::peer::Peer;
 use crate::pool::wake::PeerWake;
@@ -278,7 +277,7 @@ impl Peer {
             // else (perhaps a lie) moves nothing while the link stays.
             let linked =
                 matches!(b.remote.link_to(c, self.me, self.pool.id, p.ring_block.offset), Ok(Some(l)) if l == b.link);
-            if linked && !liveness(u64::from(b.remote.pid), b.remote.started).is_dead() {
+            if linked && !b.remote.owner_liveness().is_dead() {
                 return Ok(true);
             }
         }
@@ -295,7 +294,7 @@ impl Peer {
         // A word naming ourselves is a lie (we do not read our own rings).
         let Some(consumer) = named.filter(|&e| e != self.me) else { return Ok(false) };
         let remote = self.remote(consumer)?;
-        if liveness(u64::from(remote.pid), remote.started).is_dead() {
+        if remote.owner_liveness().is_dead() {
             return Ok(false);
         }
         let Some(link) = remote.link_to(c, self.me, self.pool.id, p.ring_block.offset)? else { return Ok(false) };
@@ -394,7 +393,7 @@ impl Peer {
                 // A replaced ring is stale; a dead producer's ring is read to its end.
                 let _ = l.readable(self.pool.id);
                 let finished = l.stale
-                    || (!l.ring.ready() && liveness(u64::from(l.remote.pid), l.remote.started).is_dead());
+                    || (!l.ring.ready() && l.remote.owner_liveness().is_dead());
                 // Held messages point into the producer's pool: keep the link (and the
                 // mapping) until they are back.
                 if finished && l.held == 0 {

@@ -69,6 +69,18 @@ pub enum PoolError {
     /// A ring index another process writes is out of its domain.
     #[error("ring: {0}")]
     RingCorrupt(#[from] numashm_ring::SplitCorrupt),
+    /// The pool's ownership descriptor refused or is corrupt.
+    #[error("ownership: {0}")]
+    Ownership(#[from] numashm_ownership::DescriptorError),
+    /// Handing the pool to a successor failed at `step` (`Peer::hand_over`);
+    /// the pool is still the caller's.
+    #[error("hand-over: {step}: {detail}")]
+    Handover {
+        /// What failed: `fork`, `successor ready`, `transfer`, `successor done`, ...
+        step: &'static str,
+        /// Why.
+        detail: String,
+    },
 }
 
 /// Why a message could not be allocated, sent or received.

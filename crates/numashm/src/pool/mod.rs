@@ -1,5 +1,5 @@
 //! Pools: messages between processes with **one writer per shared word,
-//! enforced by the kernel** (rendezvous and pool layout version 4).
+//! enforced by the kernel** (rendezvous layout version 4, pool layout version 5).
 //!
 //! Each peer owns a *pool*: a memfd it maps writable and seals
 //! (`F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_SEAL`) before anyone else
@@ -40,6 +40,7 @@ mod config;
 mod ends;
 mod entry_lock;
 mod error;
+mod handover;
 mod inspect;
 mod liveness;
 mod own;
@@ -54,6 +55,7 @@ pub use async_end::{AsyncError, AsyncReceiver, AsyncSendError, AsyncSender};
 pub use channel::{Message, Receiver, SendError, Sender, SlotMut};
 pub use config::PeerConfig;
 pub use error::{ChannelError, PoolError};
+pub use handover::{Handover, HandoverError};
 pub use inspect::{create_rendezvous, inspect, inspect_fd, ChannelReport, ClassCensus, EntryReport, EntryState, ExtentView, InspectError, OwnerView, OwnerViewError, PoolReport, RendezvousReport, RingLink, RingReport};
 pub use liveness::Liveness;
 pub use own::{MAX_LINKS, POOL_MAGIC, POOL_VERSION};

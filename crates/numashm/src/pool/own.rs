@@ -3,12 +3,12 @@
 //! it the owner allocator, whose extents also hold our rings' producer blocks,
 //! our ring heads and our return rings.
 //!
-//! Pool header (version 4), `u64` words from byte 4096 of the pool:
+//! Pool header (version 5), `u64` words from byte 4096 of the pool:
 //!
 //! | word | field |
 //! |---|---|
 //! | 0 | magic `"NSHMPOOL"` (stored last: SYNC pool-init) |
-//! | 1 | version (4) |
+//! | 1 | version (5) |
 //! | 2 | pool id (random, also in our rendezvous entry) |
 //! | 3, 4 | owner pid, owner start time |
 //! | 5, 6 | messages sent, received |
@@ -16,7 +16,10 @@
 //! | 9 | allocator offset |
 //! | 10, 11 | wake pipe (async waits, `wake.rs`): its read end's fd number + 1 (0: none), its inode |
 //! | 64 + 4c .. | channel `c` we produce: data ring block offset, capacity, return-head block offset, bound consumer entry + 1 |
+//! | 12, 13 | slots reclaimed from dead consumers, messages the owner dropped |
+//! | 16 .. 23 | the owner's name |
 //! | 320 + 8l .. | link `l` (a channel we consume from one producer): `valid << 63 \| channel << 32 \| producer entry`, producer pool id, our head block offset, our return ring block offset, the producer's ring offset it reads, return ring capacity |
+//! | 1024 .. 1535 | the ownership descriptor (`numashm_ownership::Descriptor`: owner, the mappings of the owner's process and its fork successor, capabilities), byte 12288 of the pool, recorded in the region header |
 #![allow(unsafe_code)] // PoolMemory over the sealed mapping (one impl, SAFETY on each block)
 
 use std::ptr::NonNull;
@@ -33,7 +36,7 @@ use crate::words::Words;
 /// First word of a pool header: `b"NSHMPOOL"` little-endian.
 pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"NSHMPOOL");
 /// Pool layout version.
-pub const POOL_VERSION: u64 = 4;
+pub const POOL_VERSION: u64 = 5;
 
 pub(crate) const POOL_HEADER_OFF: usize = numashm_region::HEADER_LEN;
 pub(crate) const POOL_HEADER_WORDS: usize = 1536; // 12 KiB: header, 64 channels, 64 links
@@ -65,10 +68,16 @@ pub(crate) const CHANNEL_WORDS: usize = 4;
 pub(crate) const P_LINKS: usize = 320;
 pub(crate) const LINK_WORDS: usize = 8;
 pub(crate) const LINK_VALID: u64 = 1 << 63;
+/// Header word where the ownership descriptor starts (a page of its own).
+pub(crate) const P_DESCRIPTOR: usize = 1024;
+/// Byte offset of the ownership descriptor in the pool.
+pub(crate) const DESCRIPTOR_OFF: usize = POOL_HEADER_OFF + P_DESCRIPTOR * 8;
 
 const _: () = assert!(P_NAME + POOL_NAME_BYTES / 8 <= P_CHANNELS);
 const _: () = assert!(P_CHANNELS + crate::pool::MAX_CHANNELS * CHANNEL_WORDS <= P_LINKS);
-const _: () = assert!(P_LINKS + MAX_LINKS * LINK_WORDS <= POOL_HEADER_WORDS);
+const _: () = assert!(P_LINKS + MAX_LINKS * LINK_WORDS <= P_DESCRIPTOR);
+const _: () = assert!(P_DESCRIPTOR * 8 + numashm_ownership::DESCRIPTOR_LEN == POOL_HEADER_WORDS * 8);
+const _: () = assert!(DESCRIPTOR_OFF % 4096 == 0);
 const _: () = assert!(ALLOC_OFF % 4096 == 0);
 
 /// The sealed region as the owner allocator's memory: `commit` grows the
@@ -136,6 +145,8 @@ impl OwnPool {
         for (i, word) in name_words(&cfg.name).into_iter().enumerate() {
             header.at(P_NAME + i).store(word, Ordering::Relaxed);
         }
+        // Owner, our mapping, capabilities: what `Peer::hand_over` moves.
+        numashm_ownership::Descriptor::create_at(&region, DESCRIPTOR_OFF)?;
         header.at(P_MAGIC).store(POOL_MAGIC, Ordering::Release);
         Ok(OwnPool { region, header, alloc, id })
     }
@@ -221,6 +232,8 @@ mod documented {
         assert!(doc.contains(&format!("| {ALLOC_OFF} | owner allocator")), "allocator offset");
         assert!(doc.contains(&format!("from {P_CHANNELS}, four words per channel")), "channel table");
         assert!(doc.contains(&format!("from {P_LINKS}, eight words per link")), "link table");
+        assert!(doc.contains(&format!("from {P_DESCRIPTOR} (byte {DESCRIPTOR_OFF}), the ownership descriptor")), "descriptor");
+        assert!(doc.contains(&format!("1 version {POOL_VERSION},")), "pool version");
         assert_eq!((CHANNEL_WORDS, LINK_WORDS), (4, 8));
         use crate::pool::wake::{P_WAKE_FD, P_WAKE_INODE};
         assert!(doc.contains(&format!("{P_WAKE_FD} wake pipe fd + 1 (0: none), {P_WAKE_INODE} wake pipe inode")), "wake pipe words");

@@ -47,8 +47,9 @@ pub struct Peer {
     pub(crate) rdv: Rendezvous,
     pub(crate) me: u32,
     epoch: u32,
-    pid: u32,
-    started: u64,
+    /// Our pid and start time (a successor made by `hand_over` writes its own).
+    pub(crate) pid: u32,
+    pub(crate) started: u64,
     pub(crate) pool: OwnPool,
     pub(crate) cfg: PeerConfig,
     remotes: RefCell<Vec<Arc<RemotePool>>>,
@@ -73,6 +74,8 @@ pub struct Peer {
     /// kept while we live (its fd number is published in our pool header).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async ends
     pub(crate) wake: std::cell::OnceCell<crate::pool::wake::WakePipe>,
+    /// Set in the predecessor of a hand-over: dropping gives nothing back.
+    handed_over: Cell<bool>,
     _one_thread: PhantomData<Cell<()>>,
 }
 
@@ -194,6 +197,7 @@ impl Peer {
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
             wake: std::cell::OnceCell::new(),
+            handed_over: Cell::new(false),
             _one_thread: PhantomData,
         })
     }
@@ -406,9 +410,24 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// In the predecessor of a hand-over: our copy of the peer goes without
+    /// giving anything back — the successor holds our entry (its lock's open
+    /// file description is shared with the child), our channel claims and the
+    /// pool. No `leave`; the rendezvous mapping is leaked here so that a file we
+    /// created is not unlinked (the successor removes it when it goes); our own
+    /// mappings and fds close (the child has its copies).
+    pub(crate) fn forget_as_predecessor(self) {
+        std::mem::forget(self.rdv.region.clone());
+        self.handed_over.set(true);
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
-        self.rdv.leave(self.me, self.epoch, self.pid);
+        if !self.handed_over.get() {
+            self.rdv.leave(self.me, self.epoch, self.pid);
+        }
     }
 }
 

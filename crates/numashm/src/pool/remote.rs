@@ -12,8 +12,9 @@ use numashm_region::{AttachOptions, Region};
 use crate::pool::error::PoolError;
 use crate::pool::own::{
     CHANNEL_WORDS, LINK_VALID, LINK_WORDS, MAX_LINKS, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_MAGIC, POOL_VERSION,
-    P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_PID, P_VERSION,
+    P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_PID, P_STARTED, P_VERSION,
 };
+use crate::pool::liveness::{liveness, Liveness};
 use crate::pool::rendezvous::EntryHint;
 use crate::loom::sync::atomic::Ordering;
 use crate::words::Words;
@@ -88,6 +89,24 @@ impl RemotePool {
         let pid = header.at(P_PID).load(Ordering::Relaxed);
         check("pid", pid, pid == u64::from(hint.pid))?;
         Ok(RemotePool { region, header, entry, epoch: hint.epoch, pid: hint.pid, started: hint.started, id })
+    }
+
+    /// The kernel's word on the process that owns this pool *now*: the one its
+    /// header names. An owner that hands the pool to a successor
+    /// (`Peer::hand_over`) writes the successor's pid and start time there
+    /// before it exits, so a link or binding follows the pool, not the first
+    /// process. Only the owner writes its header (kernel-enforced): a lie here
+    /// concerns its own pool alone. A header naming no process falls back to
+    /// the one the pool was opened with.
+    pub(crate) fn owner_liveness(&self) -> Liveness {
+        // Relaxed: a hint the kernel's answer confirms; a stale pair names the
+        // predecessor, alive until the successor's pair is written.
+        let pid = self.header.at(P_PID).load(Ordering::Relaxed);
+        let started = self.header.at(P_STARTED).load(Ordering::Relaxed);
+        if pid == 0 || pid > u64::from(numashm_region::process::PID_MAX) {
+            return liveness(u64::from(self.pid), self.started);
+        }
+        liveness(pid, started)
     }
 
     /// Whether `[off, off + len)` lies inside what the kernel says the memfd
