@@ -26,6 +26,7 @@ pub struct PeerConfig {
     pub(crate) classes: OwnerConfig,
     pub(crate) ring_capacity: usize,
     pub(crate) here: bool,
+    pub(crate) gate: crate::pool::gate::Gate,
 }
 
 impl PeerConfig {
@@ -45,6 +46,7 @@ impl PeerConfig {
             classes: OwnerConfig::default(),
             ring_capacity: 256,
             here: true,
+            gate: crate::pool::gate::Gate::Open,
         }
     }
 
@@ -135,6 +137,47 @@ impl PeerConfig {
     /// See [`PeerConfig`].
     pub fn ring_capacity(mut self, cells: usize) -> Self {
         self.ring_capacity = cells;
+        self
+    }
+
+    /// Makes this peer the gatekeeper of a gated rendezvous: it exchanges
+    /// messages only with processes it granted a ticket
+    /// ([`Peer::grant_join`](crate::pool::Peer::grant_join)) and with its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::pool::{Peer, PeerConfig};
+    /// let gate = Peer::create_anonymous("doc-keeper", 4, PeerConfig::new("doc-keeper").gatekeeper())?;
+    /// assert!(gate.grant_join(std::process::id()).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gatekeeper(mut self) -> Self {
+        self.gate = crate::pool::gate::Gate::Keeper;
+        self
+    }
+
+    /// Joins a gated rendezvous with `ticket`: our pool shows its token, so
+    /// that peers of the same gate exchange messages with us, and we exchange
+    /// messages only with peers the ticket's gatekeeper admitted (and the
+    /// gatekeeper's own process).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use numashm::pool::{Peer, PeerConfig};
+    /// let gate = Peer::create_anonymous("doc-ticketed", 4, PeerConfig::new("doc-gate").gatekeeper())?;
+    /// let ticket = gate.grant_join(std::process::id())?; // another process's pid, in practice
+    /// let member = gate.join_same(PeerConfig::new("doc-member").ticket(ticket))?;
+    /// let (tx, rx) = (gate.sender(0)?, member.receiver(0)?);
+    /// let mut m = tx.alloc(2)?;
+    /// m.copy_from_slice(b"ok");
+    /// tx.send(m).map_err(|e| e.error)?;
+    /// assert_eq!(&*rx.recv_timeout(std::time::Duration::from_secs(5))?, b"ok");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ticket(mut self, ticket: crate::pool::JoinTicket) -> Self {
+        self.gate = crate::pool::gate::Gate::Ticket(ticket);
         self
     }
 

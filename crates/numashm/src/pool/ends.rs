@@ -297,6 +297,10 @@ impl Peer {
         if remote.owner_liveness().is_dead() {
             return Ok(false);
         }
+        // A gated rendezvous: only a consumer our gate admitted (gate.rs).
+        if !self.admits(&remote) {
+            return Ok(false);
+        }
         let Some(link) = remote.link_to(c, self.me, self.pool.id, p.ring_block.offset)? else { return Ok(false) };
         // SAFETY: the head block and return ring lie inside the consumer's pool
         // (`link_to` checked them against the memfd's size), mapped read-only
@@ -418,6 +422,10 @@ impl Peer {
 
     fn link(&self, c: usize, entry: u32, pool_id: u64) -> Result<(), PoolError> {
         let remote = self.remote(entry)?;
+        // A gated rendezvous: only a producer our gate admitted (gate.rs).
+        if !self.admits(&remote) {
+            return Ok(());
+        }
         let Some(ch) = remote.channel(c)? else { return Ok(()) };
         let linked = self.consumed.borrow()[c].as_ref().is_some_and(|cs| {
             cs.links.iter().flatten().any(|l| l.remote.entry == entry && l.remote.id == pool_id && l.ring_off == ch.ring_off)

@@ -17,6 +17,7 @@
 //! | 10, 11 | wake pipe (async waits, `wake.rs`): its read end's fd number + 1 (0: none), its inode |
 //! | 64 + 4c .. | channel `c` we produce: data ring block offset, capacity, return-head block offset, bound consumer entry + 1 |
 //! | 12, 13 | slots reclaimed from dead consumers, messages the owner dropped |
+//! | 14 | our join ticket's token in a gated rendezvous (0: none; `gate.rs`) |
 //! | 16 .. 23 | the owner's name |
 //! | 320 + 8l .. | link `l` (a channel we consume from one producer): `valid << 63 \| channel << 32 \| producer entry`, producer pool id, our head block offset, our return ring block offset, the producer's ring offset it reads, return ring capacity |
 //! | 1024 .. 1535 | the ownership descriptor (`numashm_ownership::Descriptor`: owner, the mappings of the owner's process and its fork successor, capabilities), byte 12288 of the pool, recorded in the region header |
@@ -59,6 +60,8 @@ pub(crate) const P_LOST_TO_DEAD: usize = 12;
 /// Messages the owner's application dropped on purpose (a bridge whose ring
 /// was full, with back-pressure "drop"), counted by [`crate::pool::Peer::count_dropped`].
 pub(crate) const P_DROPPED: usize = 13;
+/// The token of our join ticket in a gated rendezvous (0: none; `gate.rs`).
+pub(crate) const P_TICKET: usize = 14;
 /// First of the words holding the owner's name (UTF-8, zero-padded).
 pub(crate) const P_NAME: usize = 16;
 /// Bytes of the name kept in the header (longer names are cut at a character boundary).
@@ -144,6 +147,9 @@ impl OwnPool {
         header.at(P_ALLOC_OFF).store(ALLOC_OFF as u64, Ordering::Relaxed);
         for (i, word) in name_words(&cfg.name).into_iter().enumerate() {
             header.at(P_NAME + i).store(word, Ordering::Relaxed);
+        }
+        if let crate::pool::gate::Gate::Ticket(t) = &cfg.gate {
+            header.at(P_TICKET).store(t.token, Ordering::Relaxed);
         }
         // Owner, our mapping, capabilities: what `Peer::hand_over` moves.
         numashm_ownership::Descriptor::create_at(&region, DESCRIPTOR_OFF)?;
@@ -239,6 +245,7 @@ mod documented {
         assert!(doc.contains(&format!("{P_WAKE_FD} wake pipe fd + 1 (0: none), {P_WAKE_INODE} wake pipe inode")), "wake pipe words");
         assert!(doc.contains(&format!("{P_LOST_TO_DEAD} slots reclaimed from dead consumers")), "lost word");
         assert!(doc.contains(&format!("{P_DROPPED} messages dropped by the owner")), "dropped word");
+        assert!(doc.contains(&format!("{P_TICKET} the owner's join ticket token")), "ticket word");
         let last = P_NAME + POOL_NAME_BYTES / 8 - 1;
         assert!(doc.contains(&format!("{P_NAME}–{last} the owner's name")), "name words");
     }

@@ -74,6 +74,8 @@ pub struct Peer {
     /// kept while we live (its fd number is published in our pool header).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // made by the async ends
     pub(crate) wake: std::cell::OnceCell<crate::pool::wake::WakePipe>,
+    /// The gatekeeper's pool and whom we refused (`gate.rs`).
+    pub(crate) gate_state: crate::pool::gate::GateState,
     /// Set in the predecessor of a hand-over: dropping gives nothing back.
     handed_over: Cell<bool>,
     _one_thread: PhantomData<Cell<()>>,
@@ -197,6 +199,7 @@ impl Peer {
             consumed: RefCell::new((0..MAX_CHANNELS).map(|_| None).collect()),
             lost_to_dead: Cell::new(0),
             wake: std::cell::OnceCell::new(),
+            gate_state: Default::default(),
             handed_over: Cell::new(false),
             _one_thread: PhantomData,
         })
@@ -411,6 +414,11 @@ impl Peer {
 }
 
 impl Peer {
+    /// Our pool's fd number in this process (others open it through `/proc/PID/fd`).
+    pub(crate) fn pool_fd_number(&self) -> u32 {
+        self.pool.region.as_fd_raw() as u32
+    }
+
     /// In the predecessor of a hand-over: our copy of the peer goes without
     /// giving anything back — the successor holds our entry (its lock's open
     /// file description is shared with the child), our channel claims and the

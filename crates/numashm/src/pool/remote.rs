@@ -109,6 +109,12 @@ impl RemotePool {
         liveness(pid, started)
     }
 
+    /// Header word `i` as the owner wrote it (a hint: validate before use).
+    pub(crate) fn header_word(&self, i: usize) -> u64 {
+        // Relaxed: a value checked against the kernel or another pool before use.
+        self.header.at(i).load(Ordering::Relaxed)
+    }
+
     /// Whether `[off, off + len)` lies inside what the kernel says the memfd
     /// holds (no syscall unless the pool grew since we last asked).
     #[inline]
