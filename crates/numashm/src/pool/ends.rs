@@ -388,6 +388,7 @@ impl Peer {
     /// receive after the rendezvous changed, and on wait slices).
     pub(crate) fn rescan(&self, c: usize) {
         let changes = self.rdv.changes();
+        let mut draining = false;
         {
             let mut consumed = self.consumed.borrow_mut();
             let Some(cs) = consumed[c].as_mut() else { return };
@@ -395,9 +396,16 @@ impl Peer {
             for slot in cs.links.iter_mut() {
                 let Some(l) = slot.as_mut() else { continue };
                 // A replaced ring is stale; a dead producer's ring is read to its end.
-                let _ = l.readable(self.pool.id);
-                let finished = l.stale
-                    || (!l.ring.ready() && l.remote.owner_liveness().is_dead());
+                let readable = l.readable(self.pool.id);
+                let left = l.ring.ready();
+                // (The kernel is asked only where the answer matters.)
+                let dead = !l.stale && (!left || readable) && l.remote.owner_liveness().is_dead();
+                // A dead producer's ring we can still read from holds messages
+                // sent before any newer producer's: no new ring is linked until
+                // it is drained (a restarted sender — a bridge — keeps its
+                // order across the restart).
+                draining |= readable && left && dead;
+                let finished = l.stale || (!left && dead);
                 // Held messages point into the producer's pool: keep the link (and the
                 // mapping) until they are back.
                 if finished && l.held == 0 {
@@ -406,6 +414,14 @@ impl Peer {
                     }
                 }
             }
+        }
+        if draining {
+            // Looked at again on the next rescan (an empty receive once the
+            // rendezvous changed, or a wait slice): the rings are empty by then.
+            if let Some(cs) = self.consumed.borrow_mut()[c].as_mut() {
+                cs.seen_changes = changes.wrapping_sub(1);
+            }
+            return;
         }
         for entry in 0..self.rdv.max_peers {
             if entry == self.me {
