@@ -225,6 +225,9 @@ fn an_inbound_bridge_killed_and_restarted_mid_stream_loses_nothing_and_repeats_n
     for &i in &got {
         assert!(!std::mem::replace(&mut seen[i as usize], true), "message {i} came twice");
     }
+    // In order across the restart too: the receiver reads what the killed
+    // bridge left in its ring before it links the new bridge's (pools.md, step 5).
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order across the restart");
     // A kill between the ring's tail store and the state file's store leaves
     // that one message in doubt (delivered or not: the next run skips it).
     let missing = seen.iter().filter(|s| !**s).count() as u64;
