@@ -176,8 +176,8 @@ impl Peer {
     pub(crate) fn admits(&self, remote: &RemotePool) -> bool {
         let verdict = match &self.cfg.gate {
             Gate::Open => return true,
-            Gate::Keeper => self.descriptor().map(|d| admitted_by(&d, self.pid, self.started, remote)),
-            Gate::Ticket(t) => self.gate_pool(t).and_then(|r| Ok(admitted_by(&Descriptor::open(&r)?, t.gate_pid, t.gate_started, remote))),
+            Gate::Keeper => self.descriptor().and_then(|d| admitted_by(&d, remote)),
+            Gate::Ticket(t) => self.gate_pool(t).and_then(|r| admitted_by(&Descriptor::open(&r)?, remote)),
         };
         if verdict.unwrap_or(false) {
             return true;
@@ -210,14 +210,17 @@ impl Peer {
     }
 }
 
-/// Whether the gate whose descriptor is `gate` (its process `gate_pid`,
-/// started at `gate_started`) admits the process that holds `remote`.
-fn admitted_by(gate: &Descriptor<'_>, gate_pid: u32, gate_started: u64, remote: &RemotePool) -> bool {
-    if remote.pid == gate_pid && is_same_live_process(gate_pid, gate_started) {
-        return true; // the gatekeeper's own process
+/// Whether the gate whose pool's descriptor is `gate` admits the process
+/// that holds `remote`.
+fn admitted_by(gate: &Descriptor<'_>, remote: &RemotePool) -> Result<bool, PoolError> {
+    // The gatekeeper's own process: the one the descriptor names as owner now
+    // (only the pool's writer changes that word: the gatekeeper, or the
+    // successor it handed the pool to), alive with its recorded start time.
+    if remote.pid == gate.owner()?.pid && gate.owner_alive()? {
+        return Ok(true);
     }
     // The token the remote owner published in its own header (only it writes
     // there); the capability must be bound to that very process.
     let token = remote.header_word(P_TICKET);
-    matches!(gate.redeem_capability(token, remote.pid), Ok(CapMode::ReadWrite))
+    Ok(matches!(gate.redeem_capability(token, remote.pid), Ok(CapMode::ReadWrite)))
 }
