@@ -133,6 +133,11 @@ fn entry_row(e: &EntryReport) -> Vec<String> {
 
 fn pool_text(e: &EntryReport, p: &PoolReport) -> String {
     let mut out = format!("\npool of entry {} (pid {}, id {:#x}):\n", e.index, e.pid, e.pool_id);
+    match &p.owner {
+        // Generation: one more per hand-over to a successor process.
+        Ok(o) => out += &format!("  owner: pid {} (generation {}){}\n", o.pid, o.generation, if p.ticketed { "; shows a join ticket" } else { "" }),
+        Err(err) => out += &format!("  owner: error: {err}\n"),
+    }
     match &p.pages {
         Ok(pages) => {
             let per: Vec<String> = pages.per_node.iter().map(|(n, c)| format!("node {n}: {c}")).collect();
@@ -260,6 +265,8 @@ fn pool_json(p: &PoolReport) -> Value {
         "returns_accepted": p.returns_accepted,
         "bad_returns": p.bad_returns,
         "lost_to_dead_consumers": p.lost_to_dead_consumers,
+        "owner": p.owner.as_ref().map_or_else(|e| json!({ "error": e.to_string() }), |o| json!({ "pid": o.pid, "generation": o.generation })),
+        "ticketed": p.ticketed,
         "allocator": allocator,
     })
 }
@@ -291,5 +298,23 @@ mod tests {
         let ch = |c: u64| json["channels"].as_array().unwrap().iter().find(|x| x["channel"] == c).unwrap().clone();
         assert_eq!((&ch(4)["leftover"], &ch(4)["consumer_epoch"]), (&json!(false), &json!(epoch)));
         assert_eq!((&ch(5)["leftover"], &ch(5)["consumer"]), (&json!(true), &json!(guest.entry())));
+    }
+
+    /// Each pool's owner as its descriptor says (generation: hand-overs), and
+    /// whether it shows a join ticket.
+    #[test]
+    fn inspect_shows_each_pools_owner_and_ticket() {
+        let gate = Peer::create_anonymous("cli-owner", 4, PeerConfig::new("cli-owner-gate").gatekeeper()).unwrap();
+        let ticket = gate.grant_join(std::process::id()).unwrap();
+        let member = gate.join_same(PeerConfig::new("cli-owner-member").ticket(ticket)).unwrap();
+        let r = numashm::pool::inspect_fd(gate.rendezvous_fd().try_clone_to_owned().unwrap()).unwrap();
+        let me = std::process::id();
+        let text = text(Path::new("/dev/shm/x"), &r);
+        assert!(text.contains(&format!("  owner: pid {me} (generation 0)\n")), "{text}");
+        assert!(text.contains(&format!("  owner: pid {me} (generation 0); shows a join ticket\n")), "{text}");
+        let json = to_json(Path::new("/dev/shm/x"), &r);
+        let pool = |entry: u32| json["peers"].as_array().unwrap().iter().find(|e| e["entry"] == entry).unwrap()["pool"].clone();
+        assert_eq!((&pool(gate.entry())["owner"]["pid"], &pool(gate.entry())["ticketed"]), (&json!(me), &json!(false)));
+        assert_eq!((&pool(member.entry())["owner"]["generation"], &pool(member.entry())["ticketed"]), (&json!(0), &json!(true)));
     }
 }

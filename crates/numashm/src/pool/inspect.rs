@@ -16,7 +16,7 @@ pub use numashm_varslot::{ClassCensus, ExtentView, OwnerView, OwnerViewError};
 
 use crate::pool::error::PoolError;
 use crate::pool::liveness::{liveness, Liveness};
-use crate::pool::own::{name_of, ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_DROPPED, P_LOST_TO_DEAD, P_NAME, P_RECEIVED, P_RETURNS, P_SENT, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_NAME_BYTES};
+use crate::pool::own::{name_of, ALLOC_OFF, P_ALLOC_OFF, P_BAD_RETURNS, P_DROPPED, P_LOST_TO_DEAD, P_NAME, P_RECEIVED, P_RETURNS, P_SENT, P_TICKET, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_NAME_BYTES};
 use crate::pool::remote::{ChannelHint, RemotePool};
 use crate::pool::rendezvous::{
     rendezvous_len, unpack_consumer, Rendezvous, CHANNELS_OFF, ENTRY_WORDS, E_CONSUMES, MAX_CHANNELS, MAX_POOL_PEERS, PEERS_OFF, S_ATTACHED,
@@ -98,6 +98,11 @@ pub struct PoolReport {
     pub dropped: u64,
     /// The owner allocator's classes and extents, validated.
     pub allocator: Result<OwnerView, InspectError>,
+    /// What the pool's ownership descriptor says: its owner (pid and
+    /// generation: one more per hand-over, `Peer::hand_over`), validated.
+    pub owner: Result<numashm_ownership::Owner, InspectError>,
+    /// The owner shows a join ticket's token (a gated rendezvous member).
+    pub ticketed: bool,
 }
 
 /// One non-empty entry of the rendezvous.
@@ -476,6 +481,10 @@ fn pool_report(remote: &RemotePool) -> Result<PoolReport, InspectError> {
         lost_to_dead_consumers: word(P_LOST_TO_DEAD),
         dropped: word(P_DROPPED),
         allocator,
+        owner: numashm_ownership::Descriptor::open(&region)
+            .and_then(|d| d.owner())
+            .map_err(|e| InspectError::Pool(e.into())),
+        ticketed: word(P_TICKET) != 0,
     })
 }
 
