@@ -47,3 +47,4 @@ pub use policy::{CachePolicy, MemPolicy, NodeSet, PageSize, Placement};
 pub use region::{AttachOptions, MAX_POOL_LEN, NodePages, Protection, Region, RegionAdvice, RegionOptions, SharedObject, UncheckedAdvice};
 pub use region::{add_seals, protect_range, revoke_range, seals_of, FdMapping};
 pub use topology::{anon_thp_mode, free_huge_pages, shmem_thp_mode, total_huge_pages, NumaNode, Topology};
+#[cfg(test)] mod documented;
