@@ -15,7 +15,8 @@
 //! 2. the owner moves the descriptor's owner word to the child (one CAS:
 //!    `transfer_ownership`, which checks the child is alive and attached) and
 //!    says "yes";
-//! 3. the child writes its pid and start time into the pool header and our
+//! 3. the child writes its pid and start time into the pool header (one word
+//!    for readers: `P_OWNER`) and our
 //!    rendezvous entry (readers ask the kernel about the process named there:
 //!    `RemotePool::owner_liveness`) and says "done";
 //! 4. only then does the owner let go: its pid stays alive until the pool names
@@ -34,9 +35,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::pool::error::PoolError;
 use crate::pool::liveness::start_time;
-use crate::pool::own::{P_PID, P_STARTED};
 use crate::pool::peer::Peer;
-use crate::loom::sync::atomic::Ordering;
 
 /// What [`Peer::hand_over`] returns, in each of the two processes it leaves.
 #[derive(Debug)]
@@ -246,9 +245,7 @@ impl Peer {
         if let Ok(d) = self.descriptor() {
             let _ = d.redeem_capability(take_back, self.pid);
         }
-        // Relaxed: hints, as in `become_successor`.
-        self.pool.header.at(P_PID).store(u64::from(self.pid), Ordering::Relaxed);
-        self.pool.header.at(P_STARTED).store(self.started, Ordering::Relaxed);
+        self.pool.set_owner(self.pid, self.started);
         self.upkeep();
     }
 
@@ -265,9 +262,7 @@ impl Peer {
                 return Err(failed("transfer", "the descriptor does not name us"));
             }
             let started = start_time(me).unwrap_or(0);
-            // Relaxed: hints; readers ask the kernel about the process named.
-            self.pool.header.at(P_PID).store(u64::from(me), Ordering::Relaxed);
-            self.pool.header.at(P_STARTED).store(started, Ordering::Relaxed);
+            self.pool.set_owner(me, started);
             self.pid = me;
             self.started = started;
             // Our rendezvous entry: ident (pid) and start time, as a repair.

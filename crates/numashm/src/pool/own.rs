@@ -18,6 +18,7 @@
 //! | 64 + 4c .. | channel `c` we produce: data ring block offset, capacity, return-head block offset, bound consumer entry + 1 |
 //! | 12, 13 | slots reclaimed from dead consumers, messages the owner dropped |
 //! | 14 | our join ticket's token in a gated rendezvous (0: none; `gate.rs`) |
+//! | 15 | the owner in one word: `pid \| start time << 22` (what readers' liveness checks read) |
 //! | 16 .. 23 | the owner's name |
 //! | 320 + 8l .. | link `l` (a channel we consume from one producer): `valid << 63 \| channel << 32 \| producer entry`, producer pool id, our head block offset, our return ring block offset, the producer's ring offset it reads, return ring capacity |
 //! | 1024 .. 1535 | the ownership descriptor (`numashm_ownership::Descriptor`: owner, the mappings of the owner's process and its fork successor, capabilities), byte 12288 of the pool, recorded in the region header |
@@ -62,6 +63,25 @@ pub(crate) const P_LOST_TO_DEAD: usize = 12;
 pub(crate) const P_DROPPED: usize = 13;
 /// The token of our join ticket in a gated rendezvous (0: none; `gate.rs`).
 pub(crate) const P_TICKET: usize = 14;
+/// The owner in one word, `pid | start time << 22` ([`owner_word`]): what
+/// readers ask the kernel about. Words 3 and 4 say the same in two words,
+/// which a reader could see half-changed by a hand-over (the successor's pid
+/// with its predecessor's start time: a process that does not exist).
+pub(crate) const P_OWNER: usize = 15;
+
+/// Pids are below 2^22 (`PID_MAX_LIMIT` on 64-bit Linux).
+const OWNER_PID_BITS: u32 = 22;
+
+/// `pid | started << 22`; a start time (clock ticks since boot) fits 42 bits
+/// for over a thousand years at 100 Hz.
+pub(crate) fn owner_word(pid: u32, started: u64) -> u64 {
+    u64::from(pid) & ((1 << OWNER_PID_BITS) - 1) | started << OWNER_PID_BITS
+}
+
+/// The pid and start time of an [`owner_word`].
+pub(crate) fn owner_of(word: u64) -> (u32, u64) {
+    ((word & ((1 << OWNER_PID_BITS) - 1)) as u32, word >> OWNER_PID_BITS)
+}
 /// First of the words holding the owner's name (UTF-8, zero-padded).
 pub(crate) const P_NAME: usize = 16;
 /// Bytes of the name kept in the header (longer names are cut at a character boundary).
@@ -144,6 +164,7 @@ impl OwnPool {
         header.at(P_ID).store(id, Ordering::Relaxed);
         header.at(P_PID).store(u64::from(pid), Ordering::Relaxed);
         header.at(P_STARTED).store(started, Ordering::Relaxed);
+        header.at(P_OWNER).store(owner_word(pid, started), Ordering::Relaxed);
         header.at(P_ALLOC_OFF).store(ALLOC_OFF as u64, Ordering::Relaxed);
         for (i, word) in name_words(&cfg.name).into_iter().enumerate() {
             header.at(P_NAME + i).store(word, Ordering::Relaxed);
@@ -155,6 +176,15 @@ impl OwnPool {
         numashm_ownership::Descriptor::create_at(&region, DESCRIPTOR_OFF)?;
         header.at(P_MAGIC).store(POOL_MAGIC, Ordering::Release);
         Ok(OwnPool { region, header, alloc, id })
+    }
+
+    /// Names another process as the pool's owner (a hand-over): words 3 and 4
+    /// for display, word 15 for readers' liveness questions, in one store.
+    pub(crate) fn set_owner(&self, pid: u32, started: u64) {
+        // Relaxed: hints; readers ask the kernel about the process named.
+        self.header.at(P_PID).store(u64::from(pid), Ordering::Relaxed);
+        self.header.at(P_STARTED).store(started, Ordering::Relaxed);
+        self.header.at(P_OWNER).store(owner_word(pid, started), Ordering::Relaxed);
     }
 
     /// Adds `n` to one of our counters: we are its only writer, so a load and
@@ -246,6 +276,8 @@ mod documented {
         assert!(doc.contains(&format!("{P_LOST_TO_DEAD} slots reclaimed from dead consumers")), "lost word");
         assert!(doc.contains(&format!("{P_DROPPED} messages dropped by the owner")), "dropped word");
         assert!(doc.contains(&format!("{P_TICKET} the owner's join ticket token")), "ticket word");
+        assert!(doc.contains(&format!("{P_OWNER} the owner in one word, `pid | start time << 22`")), "owner word");
+        assert_eq!(owner_of(owner_word(4_194_303, (1 << 42) - 1)), (4_194_303, (1 << 42) - 1));
         let last = P_NAME + POOL_NAME_BYTES / 8 - 1;
         assert!(doc.contains(&format!("{P_NAME}–{last} the owner's name")), "name words");
     }

@@ -12,7 +12,7 @@ use numashm_region::{AttachOptions, Region};
 use crate::pool::error::PoolError;
 use crate::pool::own::{
     CHANNEL_WORDS, LINK_VALID, LINK_WORDS, MAX_LINKS, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_MAGIC, POOL_VERSION,
-    P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_PID, P_STARTED, P_VERSION,
+    P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_OWNER, P_PID, P_VERSION, owner_of,
 };
 use crate::pool::liveness::{liveness, Liveness};
 use crate::pool::rendezvous::EntryHint;
@@ -99,14 +99,14 @@ impl RemotePool {
     /// concerns its own pool alone. A header naming no process falls back to
     /// the one the pool was opened with.
     pub(crate) fn owner_liveness(&self) -> Liveness {
-        // Relaxed: a hint the kernel's answer confirms; a stale pair names the
-        // predecessor, alive until the successor's pair is written.
-        let pid = self.header.at(P_PID).load(Ordering::Relaxed);
-        let started = self.header.at(P_STARTED).load(Ordering::Relaxed);
-        if pid == 0 || pid > u64::from(numashm_region::process::PID_MAX) {
+        // Relaxed: a hint the kernel's answer confirms. One word: never the
+        // successor's pid with the predecessor's start time (a process that
+        // does not exist, which would read as a dead owner).
+        let (pid, started) = owner_of(self.header.at(P_OWNER).load(Ordering::Relaxed));
+        if pid == 0 {
             return liveness(u64::from(self.pid), self.started);
         }
-        liveness(pid, started)
+        liveness(u64::from(pid), started)
     }
 
     /// Header word `i` as the owner wrote it (a hint: validate before use).
