@@ -82,3 +82,4 @@ pub use split_mem::{
 };
 #[cfg(not(numashm_loom))]
 pub use split_shared::init_consumer_block;
+#[cfg(all(test, not(numashm_loom)))] mod documented;
