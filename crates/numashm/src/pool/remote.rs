@@ -102,11 +102,24 @@ impl RemotePool {
         // Relaxed: a hint the kernel's answer confirms. One word: never the
         // successor's pid with the predecessor's start time (a process that
         // does not exist, which would read as a dead owner).
-        let (pid, started) = owner_of(self.header.at(P_OWNER).load(Ordering::Relaxed));
-        if pid == 0 {
-            return liveness(u64::from(self.pid), self.started);
+        let mut word = self.header.at(P_OWNER).load(Ordering::Relaxed);
+        // A "dead" may be about a predecessor that handed the pool over and
+        // exited after we read its word: asked again about the word now (the
+        // kernel saw it exit after the successor's store, so we see that
+        // store). Bounded: an owner flipping its word forever reads as alive.
+        for _ in 0..4 {
+            let (pid, started) = owner_of(word);
+            let verdict = if pid == 0 { liveness(u64::from(self.pid), self.started) } else { liveness(u64::from(pid), started) };
+            if !verdict.is_dead() {
+                return verdict;
+            }
+            let now = self.header.at(P_OWNER).load(Ordering::Relaxed);
+            if now == word {
+                return verdict;
+            }
+            word = now;
         }
-        liveness(u64::from(pid), started)
+        Liveness::Unknown
     }
 
     /// Header word `i` as the owner wrote it (a hint: validate before use).
