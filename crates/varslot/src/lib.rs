@@ -68,3 +68,4 @@ pub use slot::Slot;
 #[cfg(not(numashm_loom))]
 pub use words::SegmentWords;
 pub use words::{HeapWords, Words};
+#[cfg(test)] mod documented;
