@@ -73,3 +73,4 @@ pub mod testing {
         crate::transport::send_raw(sock, bytes, fds)
     }
 }
+#[cfg(test)] mod documented;
