@@ -19,6 +19,9 @@ const T: Duration = Duration::from_secs(60);
 const IN_FLIGHT: u64 = 200;
 /// Sent by the successor.
 const AFTER: u64 = 20_000;
+/// Replies the other way (channel 1, reader to sender): sent before the
+/// hand-over and unread then, and sent after it.
+const REPLIES: u64 = 50;
 
 fn send(tx: &Sender<'_>, i: u64, deadline: Instant) {
     loop {
@@ -41,11 +44,16 @@ fn lent(p: &Peer) -> u64 {
 
 /// The sender: the first owner sends `IN_FLIGHT` messages, hands over and
 /// exits; the successor (its child) sends `AFTER` more from the same pool,
-/// waits until every slot is back, and reports.
+/// waits until every slot is back, and reports. It also consumes channel 1
+/// (linked before the hand-over, read only after it: the successor inherits a
+/// consumer's side too).
 fn sender_role() {
     let path = std::env::var("NUMASHM_PATH").unwrap();
     let peer = Peer::join(&path, PeerConfig::new("handover-sender").ring_capacity(256)).unwrap();
     let deadline = Instant::now() + T;
+    // Claims channel 1 and links the reader's ring, and keeps both across the
+    // hand-over (a dropped Receiver would leave the channel).
+    peer.receiver(1).unwrap().detach();
     {
         let tx = peer.sender(0).unwrap();
         for i in 0..IN_FLIGHT {
@@ -75,6 +83,17 @@ fn sender_role() {
                     send(&tx, i, deadline);
                 }
             }
+            // Channel 1: the replies queued before the hand-over, then those sent after.
+            let rx = peer.receiver(1).unwrap();
+            for i in 0..2 * REPLIES {
+                let m = rx.recv_timeout(T).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+                check(i, &m);
+            }
+            // Not dropped: a Receiver dropped leaves the channel and frees its
+            // return ring, and what the reader had not taken back from it yet
+            // would count as lost. Detached, it stays until we exit, and the
+            // reader takes every return back, before or after our exit.
+            rx.detach();
             // Every slot comes back here, the predecessor's messages too.
             while lent(&peer) != 0 {
                 assert!(Instant::now() < deadline, "{} slots never came back", lent(&peer));
@@ -87,10 +106,11 @@ fn sender_role() {
             assert!(peer.descriptor().unwrap().get_mapping(first).unwrap().is_none(), "the predecessor's mapping record is gone");
             let (accepted, bad) = peer.returns();
             println!(
-                "done {me} owner={} generation={} accepted={accepted} bad={bad} lost={}",
+                "done {me} owner={} generation={} accepted={accepted} bad={bad} lost={} replies={}",
                 owner.pid,
                 owner.generation,
-                peer.lost_to_dead_consumers()
+                peer.lost_to_dead_consumers(),
+                2 * REPLIES
             );
             peer.audit().unwrap();
             drop(peer);
@@ -108,6 +128,11 @@ fn an_owner_hands_its_pool_to_a_successor_and_the_reader_loses_nothing() {
     let path = common::path("handover");
     let reader = Peer::create(&path, 4, PeerConfig::new("handover-reader")).unwrap();
     let rx = reader.receiver(0).unwrap();
+    // Replies queued for the sender before it exists (bound when it links).
+    let replies = reader.sender(1).unwrap();
+    for i in 0..REPLIES {
+        send(&replies, i, Instant::now() + T);
+    }
     let mut child = spawn("an_owner_hands_its_pool_to_a_successor_and_the_reader_loses_nothing", "sender", &[("NUMASHM_PATH", path.clone())]);
     // Its complaints, as they come (wait_ok would show them only at its end).
     let err = child.stderr.take().unwrap();
@@ -124,8 +149,19 @@ fn an_owner_hands_its_pool_to_a_successor_and_the_reader_loses_nothing() {
             let _ = lines_tx.send(line);
         }
     });
+    // While it waits, the reader keeps calling its peer (a producer binds its
+    // consumer on its own calls).
     let wanted = |prefix: &str| loop {
-        let line = lines.recv_timeout(T).unwrap_or_else(|e| panic!("no `{prefix}` line from the sender: {e}"));
+        let give_up = Instant::now() + T;
+        let line = loop {
+            match lines.recv_timeout(Duration::from_millis(5)) {
+                Ok(line) => break line,
+                Err(_) => {
+                    assert!(Instant::now() < give_up, "no `{prefix}` line from the sender");
+                    reader.collect_returns();
+                }
+            }
+        };
         // (The harness's "test NAME ... " has no newline: the word may follow it.)
         if let Some(at) = line.find(prefix) {
             return line[at + prefix.len()..].split_whitespace().map(str::to_owned).collect::<Vec<_>>();
@@ -140,6 +176,9 @@ fn an_owner_hands_its_pool_to_a_successor_and_the_reader_loses_nothing() {
     let report = numashm::pool::inspect(&path).unwrap();
     let entry = report.entries.iter().find(|e| e.pid == successor).expect("the sender's entry names the successor");
     assert!(!entry.alive.is_dead(), "the successor holds the entry's lock");
+    for i in REPLIES..2 * REPLIES {
+        send(&replies, i, Instant::now() + T);
+    }
     let deadline = Instant::now() + T;
     for i in 0..IN_FLIGHT + AFTER {
         let m = loop {
@@ -159,6 +198,17 @@ fn an_owner_hands_its_pool_to_a_successor_and_the_reader_loses_nothing() {
     assert_eq!(done[3], format!("accepted={}", IN_FLIGHT + AFTER), "every message came back to the successor");
     assert_eq!(done[4], "bad=0");
     assert_eq!(done[5], "lost=0", "nothing reclaimed from the reader: it never looked dead");
+    assert_eq!(done[6], format!("replies={}", 2 * REPLIES), "the successor read channel 1 on");
+    // The replies come back to the reader, from the successor: it never looked
+    // dead to the reader either (nothing reclaimed).
+    while common::lent(&reader) != 0 {
+        assert!(Instant::now() < deadline, "{} replies never came back", common::lent(&reader));
+        if reader.collect_returns() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(reader.lost_to_dead_consumers(), 0, "the consumer side was never taken for dead");
+    assert_eq!(reader.returns(), (2 * REPLIES, 0));
     let report = numashm::pool::inspect(&path).unwrap();
     if let Some(e) = report.entries.iter().find(|e| e.pool_id == entry.pool_id) {
         assert_ne!(e.pid, first, "the entry never names the first owner again");

@@ -734,6 +734,31 @@ impl<'p> Receiver<'p> {
         self.peer.consumed.borrow()[self.channel].as_ref().map_or(0, |cs| cs.links.iter().flatten().count())
     }
 
+    /// Ends this handle without leaving the channel: the claim, the links and
+    /// their positions stay with the peer, and the next `receiver(c)` of the
+    /// same peer reads on from where this one stopped. Dropping a `Receiver`
+    /// leaves the channel instead (its producers rebind the next consumer to a
+    /// fresh ring). For [`Peer::hand_over`], which needs every end dropped:
+    /// the successor's `receiver(c)` reads on, nothing lost or read twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = numashm::pool::Peer::create_anonymous("doc-detach", 2, numashm::pool::PeerConfig::new("doc-da"))?;
+    /// let b = a.join_same(numashm::pool::PeerConfig::new("doc-db"))?;
+    /// let tx = a.sender(0)?;
+    /// b.receiver(0)?.detach();
+    /// let mut m = tx.alloc(1)?;
+    /// m[0] = 7;
+    /// tx.send(m).map_err(|e| e.error)?;
+    /// assert_eq!(b.receiver(0)?.recv_timeout(std::time::Duration::from_secs(5))?[0], 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(self) {
+        // No `unconsume`: the peer keeps consuming the channel.
+        std::mem::forget(self);
+    }
+
     /// The channel this end drains.
     ///
     /// # Examples

@@ -40,7 +40,7 @@ use numashm_varslot::OwnedSlot;
 
 use crate::loom::sync::atomic::Ordering;
 use crate::pool::error::PoolError;
-use crate::pool::own::{LINK_VALID, MAX_LINKS, P_LOST_TO_DEAD};
+use crate::pool::own::{LINK_VALID, MAX_LINKS, P_BAD_RETURNS, P_LOST_TO_DEAD, P_RETURNS};
 use crate::pool::peer::Peer;
 use crate::pool::wake::PeerWake;
 use crate::pool::remote::{LinkHint, RemotePool, LINK_SERIAL_MASK, LINK_SERIAL_SHIFT, MAX_RING_CELLS};
@@ -269,7 +269,7 @@ impl Peer {
         let mut produced = self.produced.borrow_mut();
         let Some(p) = produced[c].as_mut() else { return Ok(false) };
         let named = self.rdv.consumer_of(c);
-        if let Some(b) = &p.bound {
+        if let Some(b) = p.bound.as_mut() {
             // Whatever the rendezvous says, the link we attached to must still be
             // there: a consumer that dropped it and claimed the channel again (a
             // `Receiver` made again) names itself in the word as before, and its
@@ -279,6 +279,16 @@ impl Peer {
                 matches!(b.remote.link_to(c, self.me, self.pool.id, p.ring_block.offset), Ok(Some(l)) if l == b.link);
             if linked && !b.remote.owner_liveness().is_dead() {
                 return Ok(true);
+            }
+            if linked {
+                // A dead reader's return ring is as it left it (its pool is
+                // frozen, our binding keeps it mapped): what it gave back before
+                // it died comes back as returned, not as lost. (A reader that left
+                // freed its return ring: nothing there is read.)
+                let (ok, bad, _) = self.take_returns(c, b);
+                p.unreturned = p.unreturned.saturating_sub(ok + bad);
+                self.pool.bump(P_RETURNS, ok);
+                self.pool.bump(P_BAD_RETURNS, bad);
             }
         }
         if p.was_bound {

@@ -65,43 +65,9 @@ impl Peer {
             }
             let mut produced = self.produced.borrow_mut();
             let Some(Produced { bound: Some(b), unreturned, .. }) = produced[c].as_mut() else { continue };
-            let (mut ok, mut bad) = (0, 0);
-            // Popped in batches, then checked in one loop (range, generation, lent
-            // to this reader, not yet returned: `give_back_all`). Bounded: at most
-            // one ring's worth per call, whatever the consumer writes.
-            let mut budget = b.returns.capacity();
-            let mut batch = [0u64; RETURN_BATCH];
-            loop {
-                let mut n = 0;
-                let mut more = true;
-                while n < RETURN_BATCH && budget > 0 {
-                    budget -= 1;
-                    match b.returns.pop() {
-                        Ok(Some([h, _, _])) => {
-                            batch[n] = h;
-                            n += 1;
-                        }
-                        Ok(None) => {
-                            more = false;
-                            break;
-                        }
-                        Err(_) => {
-                            bad += 1;
-                            more = false;
-                            break;
-                        }
-                    }
-                }
-                let (accepted, f) = self.pool.alloc.give_back_all(&batch[..n], c as u32);
-                ok += accepted as u64;
-                bad += (n - accepted) as u64;
-                freed += f;
-                if !more || n < RETURN_BATCH {
-                    break;
-                }
-            }
+            let (ok, bad, f) = self.take_returns(c, b);
+            freed += f;
             *unreturned = unreturned.saturating_sub(ok + bad);
-
             self.pool.bump(P_RETURNS, ok);
             self.pool.bump(P_BAD_RETURNS, bad);
             if ok + bad == 0 && look == Consumers::IfSilent {
@@ -111,6 +77,49 @@ impl Peer {
             }
         }
         freed
+    }
+
+    /// Pops and checks what `b`'s reader returned on channel `c` (one ring's
+    /// worth at most, whatever the consumer writes): (accepted, bad, freed).
+    /// The caller counts them (`P_RETURNS`, `P_BAD_RETURNS`, `unreturned`).
+    #[inline]
+    pub(crate) fn take_returns(&self, c: usize, b: &mut crate::pool::ends::Bound) -> (u64, u64, usize) {
+        let (mut ok, mut bad, mut freed) = (0, 0, 0);
+        // Popped in batches, then checked in one loop (range, generation, lent
+        // to this reader, not yet returned: `give_back_all`). Bounded: at most
+        // one ring's worth per call, whatever the consumer writes.
+        let mut budget = b.returns.capacity();
+        let mut batch = [0u64; RETURN_BATCH];
+        loop {
+            let mut n = 0;
+            let mut more = true;
+            while n < RETURN_BATCH && budget > 0 {
+                budget -= 1;
+                match b.returns.pop() {
+                    Ok(Some([h, _, _])) => {
+                        batch[n] = h;
+                        n += 1;
+                    }
+                    Ok(None) => {
+                        more = false;
+                        break;
+                    }
+                    Err(_) => {
+                        bad += 1;
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            let (accepted, f) = self.pool.alloc.give_back_all(&batch[..n], c as u32);
+            ok += accepted as u64;
+            bad += (n - accepted) as u64;
+            freed += f;
+            if !more || n < RETURN_BATCH {
+                break;
+            }
+        }
+        (ok, bad, freed)
     }
 
     /// [`Peer::give_back`]'s busy path: the channel is still consumed and the
