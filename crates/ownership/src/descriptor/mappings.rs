@@ -4,7 +4,7 @@
 
 use std::os::fd::AsFd;
 
-use numashm_region::process::{identify, is_same_live_process, self_pid, IdentifyError, PID_MAX};
+use numashm_region::process::{is_same_live_process, self_pid, start_time, PID_MAX};
 use numashm_region::FdMapping;
 
 use super::{Descriptor, MAX_MAPPINGS, SC};
@@ -101,11 +101,10 @@ impl<'r> Descriptor<'r> {
         if self.get_mapping(me)?.is_some() {
             return Err(DescriptorError::AlreadyMapped { pid: me });
         }
-        let start = match identify(me) {
-            Ok(id) => id.start_time,
-            Err(IdentifyError::Sys(op, e)) => return Err(DescriptorError::sys(op, e)),
-            Err(_) => return Err(DescriptorError::sys("identify self", Errno::SRCH)),
-        };
+        // Our own start time: no pid-reuse race for the calling process, so no
+        // pidfd either (`pidfd_open` is missing under valgrind, before Linux
+        // 5.3, and in some seccomp sandboxes; a pool must still be made there).
+        let start = start_time(me).ok_or(DescriptorError::sys("read /proc/self/stat", Errno::IO))?;
         for pass in 0..2 {
             for s in &self.raw().mappings {
                 let k = s.key.load(SC);
