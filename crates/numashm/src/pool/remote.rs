@@ -122,6 +122,17 @@ impl RemotePool {
         Liveness::Unknown
     }
 
+    /// The pid the pool's header names as its owner now (a successor after a
+    /// hand-over), or the one it was opened with: where its fds are found
+    /// (`/proc/PID/fd`).
+    pub(crate) fn owner_pid(&self) -> u32 {
+        // Relaxed: a hint; what is opened there is checked (wake.rs).
+        match owner_of(self.header.at(P_OWNER).load(Ordering::Relaxed)) {
+            (0, _) => self.pid,
+            (pid, _) => pid,
+        }
+    }
+
     /// Header word `i` as the owner wrote it (a hint: validate before use).
     pub(crate) fn header_word(&self, i: usize) -> u64 {
         // Relaxed: a value checked against the kernel or another pool before use.

@@ -171,7 +171,8 @@ impl PeerWake {
         if fd_word == 0 || matches!(self, PeerWake::Refused(f, i) if *f == fd_word && *i == inode) {
             return;
         }
-        *self = match open_peer_pipe(remote.pid, fd_word, inode) {
+        // The owner now: after a hand-over the pipe is found in the successor.
+        *self = match open_peer_pipe(remote.owner_pid(), fd_word, inode) {
             Ok(fd) => PeerWake::Open(fd),
             Err(_) => PeerWake::Refused(fd_word, inode),
         };
