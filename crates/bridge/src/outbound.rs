@@ -31,8 +31,17 @@ const SILENT: Duration = Duration::from_secs(3);
 /// How long a bridge whose window is full waits for an acknowledgement
 /// before it publishes the window's first message again (see `run`).
 const PROBE: Duration = Duration::from_millis(200);
-/// Polls before the bridge parks (each a `yield`: a few microseconds in all).
-const POLLS: u32 = 32;
+/// Idle probes of the newest unacknowledged message (200 ms, 400 ms, …, 25.6 s
+/// after it): bounded, for plain Zenoh subscribers never acknowledge.
+const IDLE_PROBES: u32 = 8;
+/// Messages published in a row before acknowledgements and returns are looked at.
+const BURST: usize = 64;
+/// How long an idle bridge polls its channel (yielding the CPU between polls)
+/// before it parks: a sender sending now and then (a request, its reply's
+/// round trip later) finds it awake instead of paying a wake-up per message.
+/// The cost is bounded: at most this much CPU, given away to any runnable
+/// thread, per idle period.
+const HOT: Duration = Duration::from_micros(200);
 /// How long a stopping bridge waits for Zenoh to let go of the payloads it lent.
 const LET_GO: Duration = Duration::from_secs(5);
 
@@ -133,6 +142,8 @@ impl Outbound {
             floor: 0,
             followers: HashMap::new(),
             last_heard: Instant::now(),
+            last_published: Instant::now(),
+            probes: 0,
             stats: OutboundStats { stream, ..OutboundStats::default() },
         };
         let publish = |held: &Held<'_>, floor: u64| {
@@ -176,34 +187,58 @@ impl Outbound {
                         }
                     }
                 }
-                // A burst is taken without parking: the channel is polled (yielding
-                // the CPU between polls) before the thread parks, so that the
-                // sender does not wake us per message.
+                // Nothing waiting: poll for `HOT`, then park.
                 let mut got = rx.try_recv();
-                for _ in 0..POLLS {
-                    if !matches!(got, Err(ChannelError::Empty)) {
-                        break;
-                    }
-                    std::thread::yield_now();
-                    got = rx.try_recv();
-                }
                 if matches!(got, Err(ChannelError::Empty)) {
-                    got = rx.recv_timeout(Duration::from_millis(5));
+                    let until = Instant::now() + HOT;
+                    let mut polls = 0u32;
+                    while matches!(got, Err(ChannelError::Empty)) {
+                        polls += 1;
+                        if polls % 16 == 0 && Instant::now() >= until {
+                            got = rx.recv_timeout(Duration::from_millis(5));
+                            break;
+                        }
+                        std::thread::yield_now();
+                        got = rx.try_recv();
+                    }
+                }
+                // A burst is published before the bookkeeping above runs again
+                // (once per burst, not per message).
+                let room = if self.cfg.window > 0 { self.cfg.window.saturating_sub(run.window.len()) } else { usize::MAX };
+                let mut burst = 0;
+                let got = loop {
+                    match got {
+                        Ok(message) => {
+                            // SAFETY: the message is kept in `Held` beside the span and
+                            // dropped only once `Span::released` (see `Run::release`),
+                            // and the peer outlives every held message (declared first;
+                            // leaked below if Zenoh keeps a payload past the stop).
+                            let span = unsafe { Span::new(&message) };
+                            let held = Held { seq: run.next_seq, span, _message: message };
+                            publish(&held, run.floor)?;
+                            run.stats.published += 1;
+                            run.next_seq += 1;
+                            run.window.push_back(held);
+                            burst += 1;
+                            if burst >= BURST.min(room) {
+                                break Ok(());
+                            }
+                            got = rx.try_recv();
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                if burst > 0 {
+                    run.last_published = Instant::now();
+                    run.probes = 0;
                 }
                 match got {
-                    Ok(message) => {
-                        // SAFETY: the message is kept in `Held` beside the span and
-                        // dropped only once `Span::released` (see `Run::release`),
-                        // and the peer outlives every held message (declared first;
-                        // leaked below if Zenoh keeps a payload past the stop).
-                        let span = unsafe { Span::new(&message) };
-                        let held = Held { seq: run.next_seq, span, _message: message };
-                        publish(&held, run.floor)?;
-                        run.stats.published += 1;
-                        run.next_seq += 1;
-                        run.window.push_back(held);
+                    Ok(()) => {}
+                    Err(ChannelError::TimedOut) | Err(ChannelError::Empty) => {
+                        if self.cfg.window > 0 {
+                            run.probe_idle(&publish)?;
+                        }
                     }
-                    Err(ChannelError::TimedOut) | Err(ChannelError::Empty) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -243,6 +278,10 @@ struct Run<'p> {
     followers: HashMap<u64, (u64, Instant)>,
     /// When an acknowledgement last came (or the last probe went out).
     last_heard: Instant,
+    /// When a message was last published (or probed while idle).
+    last_published: Instant,
+    /// Idle probes of the newest message so far (see `probe_idle`).
+    probes: u32,
     stats: OutboundStats,
 }
 
@@ -276,6 +315,27 @@ impl<'p> Run<'p> {
             self.window.pop_front();
         }
         self.letting_go.retain_mut(|h| !Span::released(&mut h.span));
+    }
+
+    /// Idle, with a message nobody has acknowledged: it may have gone out
+    /// before any inbound bridge's subscription reached us (Zenoh routes a
+    /// publication only to the subscribers it knows of), and with nothing
+    /// published after it no inbound bridge would ever see a gap and ask for
+    /// it. So the newest message goes out again after `PROBE`, then after
+    /// twice as long, `IDLE_PROBES` times at most: an inbound bridge that
+    /// missed it sees a gap and asks from where it stands; one that has it
+    /// skips it as a duplicate (and acknowledges, which ends the probes).
+    fn probe_idle(&mut self, publish: &dyn Fn(&Held<'p>, u64) -> Result<(), BridgeError>) -> Result<(), BridgeError> {
+        let Some(newest) = self.window.back() else { return Ok(()) };
+        let acknowledged = !self.followers.is_empty() && self.followers.values().all(|&(next, _)| next >= self.next_seq);
+        if acknowledged || self.probes >= IDLE_PROBES || self.last_published.elapsed() < PROBE * (1 << self.probes) {
+            return Ok(());
+        }
+        publish(newest, self.floor)?;
+        self.stats.republished += 1;
+        self.probes += 1;
+        self.last_published = Instant::now();
+        Ok(())
     }
 
     fn forget_oldest(&mut self) {

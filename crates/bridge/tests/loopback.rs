@@ -174,3 +174,71 @@ fn messages_published_before_the_inbound_bridge_subscribed_still_arrive() {
         std::fs::remove_file(p).unwrap();
     }
 }
+
+#[test]
+fn a_last_message_published_before_the_inbound_bridge_subscribed_still_arrives() {
+    // Three messages, then silence: no later publication reveals a gap to
+    // the inbound bridge, and the window (1024) is far from full. The
+    // outbound bridge's idle probe (the newest unacknowledged message again)
+    // is what makes the inbound bridge learn of the stream and ask for it.
+    const N: u64 = 3;
+    let (a, b) = (seg("idle-a"), seg("idle-b"));
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let key = format!("numashm/test/idle/{}", std::process::id());
+    let stop = Stop::new();
+    let out = Outbound::new(&a, 0, &key, BridgeConfig::new().listen(&endpoint));
+    let inb = Inbound::new(&key, &b, 0, BridgeConfig::new().connect(&endpoint));
+    let _ = std::fs::remove_file(inb.state_path());
+    std::thread::scope(|s| {
+        let (ready, wait) = std::sync::mpsc::channel();
+        let (out, stop_out) = (&out, &stop);
+        let out_run = s.spawn(move || out.run(stop_out, &mut || ready.send(()).unwrap()));
+        wait.recv_timeout(Duration::from_secs(60)).expect("outbound ready");
+        let sender = Peer::join(&a, PeerConfig::new("test-sender")).unwrap();
+        let tx = sender.sender(0).unwrap();
+        for i in 0..N {
+            let mut m = tx.alloc(len_of(i)).unwrap();
+            message(i, &mut m);
+            tx.send(m).map_err(|e| e.error).unwrap();
+        }
+        // A pure sender's pushes can sit in its ring until it binds its
+        // consumer, which its empty receives do now and then (numashm's
+        // `unbound_sent`); a sender with nothing else to do receives on a
+        // channel nobody feeds until the outbound bridge has taken them.
+        let idle = sender.receiver(7).unwrap();
+        let taken_by = Instant::now() + Duration::from_secs(60);
+        while tx.queued() > 0 {
+            assert!(Instant::now() < taken_by, "the outbound bridge never took the messages");
+            let _ = idle.try_recv();
+        }
+        let receiver = Peer::join(&b, PeerConfig::new("test-receiver")).unwrap();
+        let rx = receiver.receiver(0).unwrap();
+        // Nobody subscribes for a while: the outbound bridge publishes into the void.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rx.try_recv().is_err() && !out_run.is_finished(), "nothing arrives before the inbound bridge runs");
+        let in_run = s.spawn(|| inb.run(&stop, &mut || {}));
+        for i in 0..N {
+            let m = loop {
+                if Instant::now() >= deadline {
+                    stop.stop(); // the bridges end, so the scope does
+                    panic!("message {i} did not come");
+                }
+                if let Ok(m) = rx.recv_timeout(Duration::from_millis(100)) {
+                    break m;
+                }
+            };
+            check(i, &m);
+        }
+        stop.stop();
+        let o = out_run.join().unwrap().unwrap();
+        let st = in_run.join().unwrap().unwrap();
+        assert_eq!(o.published, N);
+        assert!(o.republished > 0, "probed and replayed: {o:?}");
+        assert_eq!((st.delivered, st.lost, st.dropped), (N, 0, 0), "{st:?}");
+    });
+    let _ = std::fs::remove_file(inb.state_path());
+    for p in [a, b] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
