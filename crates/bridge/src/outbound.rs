@@ -118,7 +118,7 @@ impl Outbound {
         let peer = Peer::join(&self.segment, PeerConfig::new(&format!("bridge-out {}", self.key)))?;
         let rx = peer.receiver(self.channel)?;
         let session = zenoh::open(self.cfg.zenoh()?).wait().map_err(|e| BridgeError::zenoh("open", e))?;
-        let stream = crate::state::stream_id();
+        let stream = crate::state::stream_id().map_err(|e| BridgeError::Pool(e.into()))?;
         let congestion = match self.cfg.back_pressure {
             BackPressure::Block => CongestionControl::Block,
             BackPressure::Drop => CongestionControl::Drop,

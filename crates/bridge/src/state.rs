@@ -111,7 +111,7 @@ impl StateFile {
             for w in 0..WORDS {
                 s.set(w, 0);
             }
-            s.set(W_SUBSCRIBER, random_nonzero());
+            s.set(W_SUBSCRIBER, stream_id().map_err(|e| err(e.to_string()))?);
             s.set(W_MAGIC, MAGIC);
         }
         s.bump(COUNTS[0], 1);
@@ -264,21 +264,9 @@ pub fn read_stats(path: impl AsRef<Path>) -> Result<InboundStats, BridgeError> {
     Ok(stats_of(|w| word(w).unwrap_or(0)))
 }
 
-fn random_nonzero() -> u64 {
-    let mut b = [0u8; 8];
-    loop {
-        if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_ok() {
-            let v = u64::from_le_bytes(b);
-            if v != 0 {
-                return v;
-            }
-        }
-    }
-}
-
-/// A random id for an outbound run (never 0).
-pub(crate) fn stream_id() -> u64 {
-    random_nonzero()
+/// A random id (never 0): an outbound run's stream, an inbound bridge's subscriber.
+pub(crate) fn stream_id() -> Result<u64, numashm::RegionError> {
+    numashm_region::process::random_nonzero()
 }
 
 #[cfg(test)]

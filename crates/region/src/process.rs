@@ -163,6 +163,36 @@ pub fn liveness(pid: u64, started: u64) -> Liveness {
     }
 }
 
+/// A random non-zero 64-bit value from the kernel (`getrandom(2)`): pool ids,
+/// stream ids, capability tokens. Bounded: a few retries (EINTR, or EAGAIN
+/// before the entropy pool is ready at boot), then the errno.
+///
+/// # Errors
+///
+/// [`RegionError::Syscall`](crate::RegionError::Syscall) (`getrandom`) when the
+/// kernel gives no random bytes.
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = (numashm_region::process::random_nonzero()?, numashm_region::process::random_nonzero()?);
+/// assert!(a != 0 && a != b);
+/// # Ok::<(), numashm_region::RegionError>(())
+/// ```
+#[doc(alias = "getrandom")]
+pub fn random_nonzero() -> Result<u64, crate::RegionError> {
+    let mut last = Errno::AGAIN;
+    for _ in 0..16 {
+        let mut b = [0u8; 8];
+        match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+            Ok(8) if u64::from_le_bytes(b) != 0 => return Ok(u64::from_le_bytes(b)),
+            Ok(_) => {}
+            Err(e) => last = e,
+        }
+    }
+    Err(crate::RegionError::sys("getrandom", last))
+}
+
 /// Start time of a live process (`/proc/PID/stat` field 22), `None` if it cannot be read.
 ///
 /// # Examples

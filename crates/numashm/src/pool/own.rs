@@ -158,7 +158,7 @@ impl OwnPool {
         let header = Words::new(region.clone(), POOL_HEADER_OFF, POOL_HEADER_WORDS)
             .ok_or(PoolError::Config { field: "reserve", detail: "too small for a pool header" })?;
         let alloc = OwnerAlloc::create(RegionPoolMemory(region.clone()), ALLOC_OFF, &cfg.classes)?;
-        let id = pool_id();
+        let id = numashm_region::process::random_nonzero()?;
         // Relaxed: published by the Release store of the magic (SYNC pool-init).
         header.at(P_VERSION).store(POOL_VERSION, Ordering::Relaxed);
         header.at(P_ID).store(id, Ordering::Relaxed);
@@ -235,19 +235,6 @@ fn name_words(name: &str) -> [u64; POOL_NAME_BYTES / 8] {
 pub(crate) fn name_of(words: [u64; POOL_NAME_BYTES / 8]) -> String {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take_while(|&b| b != 0).collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// A random pool id (never 0), from the kernel's random source.
-fn pool_id() -> u64 {
-    let mut b = [0u8; 8];
-    loop {
-        if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_ok() {
-            let v = u64::from_le_bytes(b);
-            if v != 0 {
-                return v;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -205,13 +205,5 @@ impl<'r> Descriptor<'r> {
 }
 
 fn random_token() -> Result<u64, DescriptorError> {
-    loop {
-        let mut b = [0u8; 8];
-        rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| DescriptorError::sys("getrandom", e))?;
-        let t = u64::from_le_bytes(b);
-        if t != 0 {
-            return Ok(t);
-        }
-    }
+    Ok(numashm_region::process::random_nonzero()?)
 }
