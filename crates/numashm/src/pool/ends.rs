@@ -448,10 +448,6 @@ impl Peer {
 
     fn link(&self, c: usize, entry: u32, pool_id: u64) -> Result<(), PoolError> {
         let remote = self.remote(entry)?;
-        // A gated rendezvous: only a producer our gate admitted (gate.rs).
-        if !self.admits(&remote) {
-            return Ok(());
-        }
         let Some(ch) = remote.channel(c)? else { return Ok(()) };
         let linked = self.consumed.borrow()[c].as_ref().is_some_and(|cs| {
             cs.links.iter().flatten().any(|l| l.remote.entry == entry && l.remote.id == pool_id && l.ring_off == ch.ring_off)
@@ -464,6 +460,10 @@ impl Peer {
             // from position 0 (step 5 above). Its producer starts a fresh ring on
             // its next bind, which a later rescan links (a wait slice's upkeep, as
             // for any replaced ring).
+            return Ok(());
+        }
+        // A gated rendezvous: a new link only to a producer our gate admitted (gate.rs).
+        if !self.admits(&remote) {
             return Ok(());
         }
         let table_slot = (0..MAX_LINKS)

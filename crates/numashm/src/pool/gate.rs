@@ -176,8 +176,8 @@ impl Peer {
     pub(crate) fn admits(&self, remote: &RemotePool) -> bool {
         let verdict = match &self.cfg.gate {
             Gate::Open => return true,
-            Gate::Keeper => self.descriptor().and_then(|d| admitted_by(&d, remote)),
-            Gate::Ticket(t) => self.gate_pool(t).and_then(|r| admitted_by(&Descriptor::open(&r)?, remote)),
+            Gate::Keeper => self.descriptor().and_then(|d| admitted_by(&self.pool.region, &d, remote)),
+            Gate::Ticket(t) => self.gate_pool(t).and_then(|r| admitted_by(&r, &Descriptor::open(&r)?, remote)),
         };
         if verdict.unwrap_or(false) {
             return true;
@@ -210,12 +210,18 @@ impl Peer {
     }
 }
 
-/// Whether the gate whose pool's descriptor is `gate` admits the process
-/// that holds `remote`.
-fn admitted_by(gate: &Descriptor<'_>, remote: &RemotePool) -> Result<bool, PoolError> {
-    // The gatekeeper's own process: the one the descriptor names as owner now
-    // (only the pool's writer changes that word: the gatekeeper, or the
-    // successor it handed the pool to), alive with its recorded start time.
+/// Whether the gate whose pool is `gate_pool` (its descriptor: `gate`)
+/// admits the process that holds `remote`.
+fn admitted_by(gate_pool: &Region, gate: &Descriptor<'_>, remote: &RemotePool) -> Result<bool, PoolError> {
+    // The gatekeeper's pool itself, whoever drives it (the kernel says it is
+    // the same memfd): also while a hand-over moves it to a successor.
+    if same_object(gate_pool, &remote.region) {
+        return Ok(true);
+    }
+    // The gatekeeper's own process (its other peers): the one the descriptor
+    // names as owner now (only the pool's writer changes that word: the
+    // gatekeeper, or the successor it handed the pool to), alive with its
+    // recorded start time.
     if remote.pid == gate.owner()?.pid && gate.owner_alive()? {
         return Ok(true);
     }
@@ -223,4 +229,13 @@ fn admitted_by(gate: &Descriptor<'_>, remote: &RemotePool) -> Result<bool, PoolE
     // there); the capability must be bound to that very process.
     let token = remote.header_word(P_TICKET);
     Ok(matches!(gate.redeem_capability(token, remote.pid), Ok(CapMode::ReadWrite)))
+}
+
+/// Whether two mappings are of one memory object (same device and inode).
+fn same_object(a: &Region, b: &Region) -> bool {
+    use std::os::fd::AsFd;
+    match (rustix::fs::fstat(a.as_fd()), rustix::fs::fstat(b.as_fd())) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
 }
