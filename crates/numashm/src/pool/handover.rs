@@ -171,7 +171,10 @@ impl Peer {
         let (ours, theirs) =
             match rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None) {
                 Ok(pair) => pair,
-                Err(e) => return Err(HandoverError { error: failed("socketpair", e), peer: self }),
+                Err(e) => {
+                    self.drop_take_back(take_back);
+                    return Err(HandoverError { error: failed("socketpair", e), peer: self });
+                }
             };
         // SAFETY: the caller promises the child can run on a copy of this one
         // thread (see # Safety); the child touches only memory it owns (its copy
@@ -179,6 +182,7 @@ impl Peer {
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             let e = std::io::Error::last_os_error();
+            self.drop_take_back(take_back);
             return Err(HandoverError { error: failed("fork", e), peer: self });
         }
         if pid == 0 {
@@ -197,6 +201,8 @@ impl Peer {
                 kill_and_reap(child);
                 if transferred {
                     self.take_back(take_back);
+                } else {
+                    self.drop_take_back(take_back);
                 }
                 Err(HandoverError { error, peer: self })
             }
@@ -234,6 +240,12 @@ impl Peer {
         say(sock, YES, "transfer").and_then(|()| expect(sock, DONE, deadline, "successor done")).map_err(|e| (e, true))?;
         let _ = desc.unregister();
         Ok(())
+    }
+
+    /// A hand-over that failed before the owner word moved: the way back is
+    /// not needed (its capability slot is freed for the next hand-over).
+    fn drop_take_back(&self, take_back: u64) {
+        let _ = self.descriptor().map(|d| d.revoke(take_back));
     }
 
     /// After a failed hand-over whose child is dead (killed and reaped): we
