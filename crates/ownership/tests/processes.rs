@@ -559,3 +559,22 @@ fn a_registered_region_cannot_be_shrunk_under_the_broker() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn capabilities_of_processes_that_died_give_their_slots_to_new_ones() {
+    let r = region("cap-prune");
+    let desc = Descriptor::create(&r).unwrap();
+    let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let tokens: Vec<u64> =
+        (0..numashm_ownership::MAX_CAPABILITIES).map(|_| desc.create_capability(child.id(), CapMode::ReadWrite).unwrap()).collect();
+    let me = std::process::id();
+    // Full while its process lives.
+    assert!(matches!(desc.create_capability(me, CapMode::ReadOnly), Err(DescriptorError::TableFull { .. })));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its capabilities can never be redeemed: their slots are taken.
+    let t = desc.create_capability(me, CapMode::ReadOnly).unwrap();
+    assert_eq!(desc.redeem_capability(t, me).unwrap(), CapMode::ReadOnly);
+    assert!(tokens.iter().all(|&old| desc.redeem_capability(old, child.id()).is_err()), "the dead process's tokens are gone");
+}

@@ -12,12 +12,14 @@ use crate::flags::CapMode;
 impl<'r> Descriptor<'r> {
     /// Creates a capability: a random, non-zero 64-bit token bound to
     /// `target_pid` (and its start time), registered in the descriptor. Only
-    /// the owner may create capabilities.
+    /// the owner may create capabilities. When the table is full, capabilities
+    /// bound to processes that died (never redeemable) are revoked and their
+    /// slots reused.
     ///
     /// # Errors
     ///
     /// [`DescriptorError::NotOwner`], [`DescriptorError::TargetGone`],
-    /// [`DescriptorError::TableFull`].
+    /// [`DescriptorError::TableFull`] (every slot active for a live process).
     ///
     /// # Examples
     ///
@@ -36,6 +38,24 @@ impl<'r> Descriptor<'r> {
             Err(_) => return Err(DescriptorError::TargetGone { pid: target_pid }),
         };
         let token = random_token()?;
+        if let Some(t) = self.take_cap_slot(token, &target, mode) {
+            return Ok(t);
+        }
+        // Full: capabilities bound to processes that died can never be
+        // redeemed; they are revoked (as the mapping table prunes dead
+        // processes) and their slots taken.
+        for s in &self.raw().caps {
+            let st = s.state.load(SC);
+            if st & 0xff == CAP_ACTIVE && !is_same_live_process(s.target_pid.load(SC) as u32, s.target_start.load(SC)) {
+                let _ = s.state.compare_exchange(st, cap_word(CAP_REVOKED, (st >> 8) & 0xff, st >> 16), SC, SC);
+            }
+        }
+        self.take_cap_slot(token, &target, mode)
+            .ok_or(DescriptorError::TableFull { table: "capability", slots: MAX_CAPABILITIES })
+    }
+
+    /// Takes a free, used or revoked slot for `token` (bound to `target`).
+    fn take_cap_slot(&self, token: u64, target: &numashm_region::process::Identity, mode: CapMode) -> Option<u64> {
         for s in &self.raw().caps {
             let st = s.state.load(SC);
             let status = st & 0xff;
@@ -50,9 +70,9 @@ impl<'r> Descriptor<'r> {
             s.target_pid.store(u64::from(target.pid), SC);
             s.target_start.store(target.start_time, SC);
             s.state.store(cap_word(CAP_ACTIVE, mode as u64, seq), SC);
-            return Ok(token);
+            return Some(token);
         }
-        Err(DescriptorError::TableFull { table: "capability", slots: MAX_CAPABILITIES })
+        None
     }
 
     /// Revokes an active capability. Only the owner may revoke.
