@@ -11,7 +11,7 @@ use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// `"NUMASHMR"` little-endian: marks an initialised region header.
 pub const REGION_MAGIC: u64 = u64::from_le_bytes(*b"NUMASHMR");
-/// Layout version of [`RegionHeader`]; bumped on any incompatible change.
+/// Layout version of the region header; bumped on any incompatible change.
 pub const REGION_VERSION: u32 = 1;
 /// Bytes reserved for the header at the start of every region; user data starts here.
 pub const HEADER_LEN: usize = 4096;
