@@ -193,6 +193,51 @@ pub fn random_nonzero() -> Result<u64, crate::RegionError> {
     Err(crate::RegionError::sys("getrandom", last))
 }
 
+/// Whether process `pid` has a **writable shared mapping** of the object
+/// behind `fd` (same device and inode), by the kernel's `/proc/PID/maps`.
+/// For a sealed pool only its owner (or a fork child of it) can: this is how a
+/// reader tells the pool's writer from any process that merely holds an fd of
+/// it (an fd can be opened read-only by anyone who may read `/proc/PID/fd`).
+///
+/// # Errors
+///
+/// [`IdentifyError::Gone`] when `/proc/PID/maps` does not exist,
+/// [`IdentifyError::Sys`] when it or `fd` cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let r = numashm_region::RegionOptions::new(64 << 10).create_anonymous("doc-maps")?;
+/// assert!(numashm_region::process::maps_writable(std::process::id(), r.as_fd())?);
+/// assert!(!numashm_region::process::maps_writable(1, r.as_fd()).unwrap_or(false));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn maps_writable(pid: u32, fd: std::os::fd::BorrowedFd<'_>) -> Result<bool, IdentifyError> {
+    if pid == 0 || pid > PID_MAX {
+        return Err(IdentifyError::Invalid);
+    }
+    let st = rustix::fs::fstat(fd).map_err(|e| IdentifyError::Sys("fstat", e))?;
+    let dev = format!("{:02x}:{:02x}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(IdentifyError::Gone),
+        Err(e) => return Err(IdentifyError::Sys("read /proc/PID/maps", Errno::from_io_error(&e).unwrap_or(Errno::IO))),
+    };
+    Ok(maps.lines().any(|line| writable_shared_mapping_of(line, &dev, st.st_ino)))
+}
+
+/// A `/proc/PID/maps` line `addr perms offset dev inode [path]` of a writable
+/// shared mapping (`rw?s`) of `dev`/`ino`.
+fn writable_shared_mapping_of(line: &str, dev: &str, ino: u64) -> bool {
+    let mut f = line.split_ascii_whitespace();
+    let (Some(_), Some(perms), Some(_), Some(d), Some(i)) = (f.next(), f.next(), f.next(), f.next(), f.next()) else {
+        return false;
+    };
+    let p = perms.as_bytes();
+    p.len() == 4 && p[1] == b'w' && p[3] == b's' && d == dev && i.parse::<u64>() == Ok(ino)
+}
+
 /// Start time of a live process (`/proc/PID/stat` field 22), `None` if it cannot be read.
 ///
 /// # Examples
@@ -232,6 +277,17 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_maps_line_counts_only_as_a_writable_shared_mapping_of_that_object() {
+        let line = |perms: &str, dev: &str, ino: &str| format!("7f00-7f10 {perms} 00000000 {dev} {ino}   /memfd:pool (deleted)");
+        assert!(writable_shared_mapping_of(&line("rw-s", "00:01", "4242"), "00:01", 4242));
+        assert!(!writable_shared_mapping_of(&line("r--s", "00:01", "4242"), "00:01", 4242), "read-only");
+        assert!(!writable_shared_mapping_of(&line("rw-p", "00:01", "4242"), "00:01", 4242), "private");
+        assert!(!writable_shared_mapping_of(&line("rw-s", "00:02", "4242"), "00:01", 4242), "another device");
+        assert!(!writable_shared_mapping_of(&line("rw-s", "00:01", "4243"), "00:01", 4242), "another inode");
+        assert!(!writable_shared_mapping_of("garbage", "00:01", 4242));
+    }
 
     #[test]
     fn start_time_skips_a_command_with_parentheses() {

@@ -8,8 +8,9 @@
 //! only it can write: the pool is sealed), bound to that process's pid and
 //! start time. The holder puts the ticket's token in its own pool header (only
 //! it writes that). Before an honest peer links a producer's ring or binds a
-//! consumer, it checks that peer's pool: the kernel says which process holds
-//! it (the pool was opened through `/proc/PID/fd`), and the gatekeeper's
+//! consumer, it checks that peer's pool: the kernel says which process writes
+//! it (maps it writable: `/proc/PID/maps`; holding an fd is not enough, every
+//! reader holds one), and the gatekeeper's
 //! descriptor must hold an active capability with that token bound to that
 //! process (same start time). A token copied from another peer's header is
 //! bound to the other process and admits nobody else.
@@ -218,17 +219,22 @@ fn admitted_by(gate_pool: &Region, gate: &Descriptor<'_>, remote: &RemotePool) -
     if same_object(gate_pool, &remote.region) {
         return Ok(true);
     }
+    // Whose pool is it? The process the kernel says maps it writable (its
+    // owner, or the owner's hand-over successor), not merely a process that
+    // holds an fd of it: any peer that looked at a pool holds one, read-only,
+    // and a rogue could advertise its pool under that peer's pid.
+    let Some(writer) = remote.writer() else { return Ok(false) };
     // The gatekeeper's own process (its other peers): the one the descriptor
     // names as owner now (only the pool's writer changes that word: the
     // gatekeeper, or the successor it handed the pool to), alive with its
     // recorded start time.
-    if remote.pid == gate.owner()?.pid && gate.owner_alive()? {
+    if writer == gate.owner()?.pid && gate.owner_alive()? {
         return Ok(true);
     }
-    // The token the remote owner published in its own header (only it writes
+    // The token the pool's writer published in its header (only it writes
     // there); the capability must be bound to that very process.
     let token = remote.header_word(P_TICKET);
-    Ok(matches!(gate.redeem_capability(token, remote.pid), Ok(CapMode::ReadWrite)))
+    Ok(matches!(gate.redeem_capability(token, writer), Ok(CapMode::ReadWrite)))
 }
 
 /// Whether two mappings are of one memory object (same device and inode).

@@ -14,9 +14,11 @@ use crate::pool::own::{
     CHANNEL_WORDS, LINK_VALID, LINK_WORDS, MAX_LINKS, POOL_HEADER_OFF, POOL_HEADER_WORDS, POOL_MAGIC, POOL_VERSION,
     P_CHANNELS, P_ID, P_LINKS, P_MAGIC, P_OWNER, P_PID, P_VERSION, owner_of,
 };
-use crate::pool::liveness::{liveness, Liveness};
+use crate::pool::liveness::{liveness, start_time, Liveness};
+use numashm_region::process::maps_writable;
+use std::os::fd::AsFd;
 use crate::pool::rendezvous::EntryHint;
-use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::words::Words;
 
 /// A peer's pool as we see it: read-only, verified once at open.
@@ -29,6 +31,8 @@ pub(crate) struct RemotePool {
     pub(crate) pid: u32,
     pub(crate) started: u64,
     pub(crate) id: u64,
+    /// The last header word 15 the kernel confirmed (its process maps the pool writable).
+    verified: AtomicU64,
 }
 
 /// What a producer's channel table says of one channel (validated).
@@ -88,16 +92,19 @@ impl RemotePool {
         check("id", id, id == hint.pool_id && id != 0)?;
         let pid = header.at(P_PID).load(Ordering::Relaxed);
         check("pid", pid, pid == u64::from(hint.pid))?;
-        Ok(RemotePool { region, header, entry, epoch: hint.epoch, pid: hint.pid, started: hint.started, id })
+        // The start time of the process we opened it from, from the kernel (the
+        // rendezvous's word is anybody's to rewrite).
+        let started = start_time(hint.pid).unwrap_or(hint.started);
+        Ok(RemotePool { region, header, entry, epoch: hint.epoch, pid: hint.pid, started, id, verified: AtomicU64::new(0) })
     }
 
     /// The kernel's word on the process that owns this pool *now*: the one its
-    /// header names. An owner that hands the pool to a successor
-    /// (`Peer::hand_over`) writes the successor's pid and start time there
-    /// before it exits, so a link or binding follows the pool, not the first
-    /// process. Only the owner writes its header (kernel-enforced): a lie here
-    /// concerns its own pool alone. A header naming no process falls back to
-    /// the one the pool was opened with.
+    /// header names (`P_OWNER`) if the kernel confirms it writes the pool, else
+    /// the one we opened it from. An owner that hands the pool to a successor
+    /// (`Peer::hand_over`) writes the successor there before it exits, so a link
+    /// or binding follows the pool, not the first process; an owner that writes
+    /// any other process there (to look dead while it lives, or alive after it
+    /// died) is not believed: only its fork successor can map its pool writable.
     pub(crate) fn owner_liveness(&self) -> Liveness {
         // Relaxed: a hint the kernel's answer confirms. One word: never the
         // successor's pid with the predecessor's start time (a process that
@@ -108,8 +115,8 @@ impl RemotePool {
         // kernel saw it exit after the successor's store, so we see that
         // store). Bounded: an owner flipping its word forever reads as alive.
         for _ in 0..4 {
-            let (pid, started) = owner_of(word);
-            let verdict = if pid == 0 { liveness(u64::from(self.pid), self.started) } else { liveness(u64::from(pid), started) };
+            let (pid, started) = self.owner_now(word);
+            let verdict = liveness(u64::from(pid), started);
             if !verdict.is_dead() {
                 return verdict;
             }
@@ -122,15 +129,41 @@ impl RemotePool {
         Liveness::Unknown
     }
 
+    /// The owner by header word 15 (`word`), believed when it is the process
+    /// we opened the pool from or one the kernel says maps it writable
+    /// (checked once per word: `verified`); else the process we opened it from.
+    fn owner_now(&self, word: u64) -> (u32, u64) {
+        let (pid, started) = owner_of(word);
+        if pid == 0 || pid == self.pid {
+            return (self.pid, self.started);
+        }
+        // Relaxed: a cache of our own check, read and written by this peer only.
+        if self.verified.load(Ordering::Relaxed) == word {
+            return (pid, started);
+        }
+        if matches!(maps_writable(pid, self.region.as_fd()), Ok(true)) {
+            self.verified.store(word, Ordering::Relaxed);
+            return (pid, started);
+        }
+        (self.pid, self.started)
+    }
+
+    /// The process that writes this pool, as the kernel says: the owner its
+    /// header names, or the process we opened it from, whichever has a
+    /// writable shared mapping of it; `None` if neither (an fd of another's
+    /// pool, advertised as one's own). Reads `/proc/PID/maps`: slow paths only.
+    pub(crate) fn writer(&self) -> Option<u32> {
+        // Relaxed: a hint the kernel confirms.
+        let (named, _) = owner_of(self.header.at(P_OWNER).load(Ordering::Relaxed));
+        [named, self.pid].into_iter().find(|&p| p != 0 && matches!(maps_writable(p, self.region.as_fd()), Ok(true)))
+    }
+
     /// The pid the pool's header names as its owner now (a successor after a
-    /// hand-over), or the one it was opened with: where its fds are found
-    /// (`/proc/PID/fd`).
+    /// hand-over, when the kernel confirms it), or the one it was opened with:
+    /// where its fds are found (`/proc/PID/fd`).
     pub(crate) fn owner_pid(&self) -> u32 {
         // Relaxed: a hint; what is opened there is checked (wake.rs).
-        match owner_of(self.header.at(P_OWNER).load(Ordering::Relaxed)) {
-            (0, _) => self.pid,
-            (pid, _) => pid,
-        }
+        self.owner_now(self.header.at(P_OWNER).load(Ordering::Relaxed)).0
     }
 
     /// Header word `i` as the owner wrote it (a hint: validate before use).
