@@ -149,12 +149,13 @@ impl<'r> Descriptor<'r> {
             return Err(DescriptorError::Permission { asked: Perms::W, detail: "the region is attached read-only" });
         }
         let raw = Self::locate(region, offset)?;
-        if offset != region.data_offset() {
-            region.set_descriptor_offset(offset)?;
-        }
         let desc = Descriptor { region, raw };
         if desc.raw().magic.load(SC) != 0 {
             return Err(DescriptorError::corrupt("magic", None, "a descriptor (or data) is already there"));
+        }
+        // Only now: a refused create leaves the header pointing where it did.
+        if offset != region.data_offset() {
+            region.set_descriptor_offset(offset)?;
         }
         // The region's data area is zero-filled memory nobody else has been told
         // about; the atomics are written through their own stores (zero is a

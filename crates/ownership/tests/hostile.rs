@@ -234,3 +234,23 @@ fn random_descriptor_bytes_give_errors_not_panics() {
         r.write_at(d0, &[0u8; 4096]).unwrap();
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn mapping_slots_left_half_written_by_a_dead_process_are_freed() {
+    let r = RegionOptions::new(64 << 10).create_anonymous("half-written").unwrap();
+    let d0 = r.data_offset();
+    let desc = Descriptor::create(&r).unwrap();
+    desc.unregister().unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    // Every slot: the dead process's pid with an odd sequence (it died between
+    // taking the slot and finishing its stores).
+    for i in 0..MAX_MAPPINGS {
+        r.write_at(d0 + MAPPINGS + i * 40, &(u64::from(dead) | 1 << 32).to_le_bytes()).unwrap();
+    }
+    assert_eq!(desc.get_mapping(dead).unwrap(), None, "a half-written slot is never data");
+    desc.register().unwrap(); // the table was full of them: they are freed
+    assert_eq!(desc.get_mapping(std::process::id()).unwrap().map(|m| m.pid), Some(std::process::id()));
+}

@@ -775,6 +775,9 @@ impl<'p> Receiver<'p> {
 
 impl Drop for Receiver<'_> {
     fn drop(&mut self) {
-        self.peer.unconsume(self.channel);
+        // A copy left in a hand-over's successor by `fork` leaves nothing.
+        if self.peer.pid == std::process::id() {
+            self.peer.unconsume(self.channel);
+        }
     }
 }

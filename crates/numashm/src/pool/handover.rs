@@ -16,11 +16,14 @@
 //!    `transfer_ownership`, which checks the child is alive and attached) and
 //!    says "yes";
 //! 3. the child writes its pid and start time into the pool header (one word
-//!    for readers: `P_OWNER`) and our
-//!    rendezvous entry (readers ask the kernel about the process named there:
-//!    `RemotePool::owner_liveness`) and says "done";
-//! 4. only then does the owner let go: its pid stays alive until the pool names
-//!    the successor, so no reader ever sees the pool's owner dead in between.
+//!    for readers: `P_OWNER`) and our rendezvous entry — nothing else — and
+//!    says "done" (readers ask the kernel about the process named there:
+//!    `RemotePool::owner_liveness`);
+//! 4. the owner says "go" and lets go: its pid stayed alive until the pool
+//!    named the successor, so no reader ever sees the pool's owner dead in
+//!    between; the child, on "go" only, starts driving the pool. Until "go" a
+//!    failure leaves the pool as the owner had it (the child wrote only its
+//!    identity, which the owner writes back) and the child exits.
 //!
 //! The rendezvous entry stays ours throughout: its lock is held by an open file
 //! description that the child shares (`fork` duplicates descriptors, not
@@ -36,6 +39,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use crate::pool::error::PoolError;
 use crate::pool::liveness::start_time;
 use crate::pool::peer::Peer;
+use crate::pool::rendezvous::E_STARTED;
 
 /// What [`Peer::hand_over`] returns, in each of the two processes it leaves.
 #[derive(Debug)]
@@ -66,6 +70,10 @@ pub struct HandoverError {
 const READY: u8 = b'r';
 const YES: u8 = b'y';
 const DONE: u8 = b'd';
+const GO: u8 = b'g';
+/// How long a successor waits for "go" after "done" at least (the owner says
+/// it at once, or kills the child).
+const GO_WAIT: Duration = Duration::from_secs(30);
 
 fn failed(step: &'static str, detail: impl std::fmt::Display) -> PoolError {
     PoolError::Handover { step, detail: detail.to_string() }
@@ -133,7 +141,13 @@ impl Peer {
     /// lock the successor will take (glibc's `fork` keeps `malloc` usable;
     /// `std`'s stdout lock, a `Mutex` of the application, an async runtime are
     /// the caller's to think about), and the successor must not rely on other
-    /// threads, which do not exist in it. A process with one thread meets this.
+    /// threads, which do not exist in it. The successor also holds copies of
+    /// every other value of this process: other `Peer`s and their ends. Those
+    /// are the predecessor's; the successor must not use them, nor drop a
+    /// `SlotMut` or `Message` of them (that would write the predecessor's
+    /// pools: `std::mem::forget` them, or end with `_exit`). A dropped copy of
+    /// a `Peer` or `Receiver` does nothing there (their drops check the pid).
+    /// A process with one thread and one peer meets all of this.
     ///
     /// # Errors
     ///
@@ -163,7 +177,8 @@ impl Peer {
             let error = PoolError::Config { field: "cache_policy", detail: "the pool is MADV_DONTFORK: a successor would not inherit it" };
             return Err(HandoverError { error, peer: self });
         }
-        let deadline = Instant::now() + timeout;
+        // A timeout too large for the clock (Duration::MAX: "as long as it takes") is a day.
+        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         let take_back = match self.descriptor().and_then(|d| Ok(d.create_capability(std::process::id(), CapMode::Move)?)) {
             Ok(t) => t,
             Err(error) => return Err(HandoverError { error, peer: self }),
@@ -237,7 +252,12 @@ impl Peer {
         expect(sock, READY, deadline, "successor ready").map_err(|e| (e, false))?;
         let desc = self.descriptor().map_err(|e| (e, false))?;
         desc.transfer_ownership(child).map_err(|e| (failed("transfer", e), false))?;
-        say(sock, YES, "transfer").and_then(|()| expect(sock, DONE, deadline, "successor done")).map_err(|e| (e, true))?;
+        say(sock, YES, "transfer")
+            .and_then(|()| expect(sock, DONE, deadline, "successor done"))
+            // From "go" on the pool is the child's for good; before it, the
+            // child has written only its identity, which `take_back` rewrites.
+            .and_then(|()| say(sock, GO, "go"))
+            .map_err(|e| (e, true))?;
         let _ = desc.unregister();
         Ok(())
     }
@@ -274,22 +294,28 @@ impl Peer {
                 return Err(failed("transfer", "the descriptor does not name us"));
             }
             let started = start_time(me).unwrap_or(0);
+            // Only our identity before "go": the pool header's owner and our
+            // rendezvous entry's pid and start time. Nothing else of the pool
+            // or the rendezvous changes until the owner has let go for good (a
+            // failed hand-over takes the pool back as it was).
             self.pool.set_owner(me, started);
             self.pid = me;
             self.started = started;
-            // Our rendezvous entry: ident (pid) and start time, as a repair.
-            self.upkeep();
+            self.rdv.repair(self.me, self.epoch, me, &[(E_STARTED, started)]);
             say(sock, DONE, "successor done")?;
-            // The predecessor's way back is not needed once it heard "done"
-            // (and its capability slot is free for the next hand-over).
-            let _ = self.descriptor().map(|d| d.revoke(take_back));
-            Ok(())
+            // Bounded by the owner: it says "go" at once, or kills us.
+            expect(sock, GO, deadline.max(Instant::now() + GO_WAIT), "go")
         })();
         if step.is_err() {
             // SAFETY: `_exit` ends this process at once; nothing of the copied
             // state runs (no destructor touches the pool the parent still owns).
             unsafe { libc::_exit(70) };
         }
+        // The predecessor's way back is not needed any more (and its
+        // capability slot is free for the next hand-over); then the upkeep a
+        // peer does on its slow paths.
+        let _ = self.descriptor().map(|d| d.revoke(take_back));
+        self.upkeep();
         Handover::Successor(self)
     }
 }

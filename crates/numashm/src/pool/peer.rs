@@ -46,7 +46,7 @@ use crate::loom::sync::atomic::Ordering;
 pub struct Peer {
     pub(crate) rdv: Rendezvous,
     pub(crate) me: u32,
-    epoch: u32,
+    pub(crate) epoch: u32,
     /// Our pid and start time (a successor made by `hand_over` writes its own).
     pub(crate) pid: u32,
     pub(crate) started: u64,
@@ -433,7 +433,10 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if !self.handed_over.get() {
+        // Not in the predecessor of a hand-over, and not in a copy another
+        // peer of the same process left in a hand-over's successor (`fork`
+        // copies every value): the entry, claims and lock are not ours there.
+        if !self.handed_over.get() && self.pid == std::process::id() {
             self.rdv.leave(self.me, self.epoch, self.pid);
         }
     }

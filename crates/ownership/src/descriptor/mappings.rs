@@ -4,7 +4,7 @@
 
 use std::os::fd::AsFd;
 
-use numashm_region::process::{is_same_live_process, self_pid, start_time, PID_MAX};
+use numashm_region::process::{identify, is_same_live_process, self_pid, start_time, IdentifyError, PID_MAX};
 use numashm_region::FdMapping;
 
 use super::{Descriptor, MAX_MAPPINGS, SC};
@@ -44,14 +44,18 @@ impl<'r> Descriptor<'r> {
     pub(super) fn read_mapping(&self, i: usize) -> Result<Option<MappingInfo>, DescriptorError> {
         let s = &self.raw().mappings[i];
         // A writer holds a slot only for a few stores; a slot stuck odd
-        // belongs to a process that died mid-write and reads as busy.
-        for _ in 0..1000 {
+        // belongs to a process that died mid-write (a hand-over's child killed
+        // in `register`, say): it reads as empty once its pid is gone.
+        for spin in 0..1000 {
             let k1 = s.key.load(SC);
             let pid = k1 as u32;
             if pid == 0 {
                 return Ok(None);
             }
             if (k1 >> 32) & 1 == 1 {
+                if spin == 16 && gone(pid) {
+                    return Ok(None);
+                }
                 std::thread::yield_now();
                 continue;
             }
@@ -134,6 +138,13 @@ impl<'r> Descriptor<'r> {
     fn prune_dead(&self) {
         if self.writable().is_err() {
             return;
+        }
+        // Slots a process left half-written when it died: freed once its pid is gone.
+        for s in &self.raw().mappings {
+            let k = s.key.load(SC);
+            if (k >> 32) & 1 == 1 && k as u32 != 0 && gone(k as u32) {
+                let _ = s.key.compare_exchange(k, ((k >> 32) + 1) << 32, SC, SC);
+            }
         }
         for i in 0..MAX_MAPPINGS {
             if let Ok(Some(m)) = self.read_mapping(i) {
@@ -387,3 +398,8 @@ impl Mapping<'_, '_> {
     }
 }
 
+
+/// Whether no process has `pid` now (the kernel says so; a failed question is not "gone").
+fn gone(pid: u32) -> bool {
+    matches!(identify(pid), Err(IdentifyError::Gone | IdentifyError::Invalid))
+}
