@@ -31,7 +31,8 @@ fn send(tx: &Sender<'_>, v: u64) {
 
 /// The gatekeeper: creates the rendezvous, grants the test process a ticket,
 /// sends 0..10 on channel 0, hands over; the successor sends 10..20 on
-/// channel 0 and 100..110 on a channel it starts producing only now (1).
+/// channel 0 and 100..110 on a channel it starts producing only now (1), and
+/// a second peer of its process sends 200..210 on channel 2.
 fn gate() {
     let path = std::env::var("NUMASHM_PATH").unwrap();
     let member: u32 = std::env::var("NUMASHM_MEMBER").unwrap().parse().unwrap();
@@ -62,7 +63,20 @@ fn gate() {
             for v in 100..110 {
                 send(&tx, v);
             }
+            // Another peer of the successor's process, with a pool of its own:
+            // admitted as the gatekeeper's process (the descriptor names the
+            // successor now), not as the gatekeeper's pool.
+            let extra = peer.join_same(PeerConfig::new("gate-extra")).unwrap();
+            let tx2 = extra.sender(2).unwrap();
+            for v in 200..210 {
+                send(&tx2, v);
+            }
             let deadline = Instant::now() + T;
+            while common::lent(&extra) != 0 {
+                assert!(Instant::now() < deadline, "the member never read the extra peer's channel");
+                extra.collect_returns();
+                std::thread::sleep(Duration::from_millis(1));
+            }
             while common::lent(&peer) != 0 {
                 assert!(Instant::now() < deadline, "the member never read what the successor sent");
                 peer.collect_returns();
@@ -96,12 +110,12 @@ fn a_gatekeepers_successor_is_still_the_gate_of_its_ticket_holders() {
         }
     };
     let member = Peer::join(&path, PeerConfig::new("gate-member").ticket(ticket)).unwrap();
-    let (rx0, rx1) = (member.receiver(0).unwrap(), member.receiver(1).unwrap());
-    let mut got = (Vec::new(), Vec::new());
+    let (rx0, rx1, rx2) = (member.receiver(0).unwrap(), member.receiver(1).unwrap(), member.receiver(2).unwrap());
+    let mut got = (Vec::new(), Vec::new(), Vec::new());
     let deadline = Instant::now() + T;
-    while got.0.len() < 20 || got.1.len() < 10 {
+    while got.0.len() < 20 || got.1.len() < 10 || got.2.len() < 10 {
         assert!(Instant::now() < deadline, "got {got:?}; refused {:?}", member.refused_peers());
-        for (rx, into) in [(&rx0, &mut got.0), (&rx1, &mut got.1)] {
+        for (rx, into) in [(&rx0, &mut got.0), (&rx1, &mut got.1), (&rx2, &mut got.2)] {
             if let Ok(m) = rx.recv_timeout(Duration::from_millis(2)) {
                 into.push(u64::from_le_bytes(m[..8].try_into().unwrap()));
             }
@@ -109,6 +123,7 @@ fn a_gatekeepers_successor_is_still_the_gate_of_its_ticket_holders() {
     }
     assert_eq!(got.0, (0..20).collect::<Vec<_>>(), "channel 0: before and after the hand-over, in order");
     assert_eq!(got.1, (100..110).collect::<Vec<_>>(), "channel 1, linked after the hand-over: the successor was admitted");
+    assert_eq!(got.2, (200..210).collect::<Vec<_>>(), "channel 2: another peer of the successor's process was admitted");
     assert!(member.refused_peers().is_empty(), "nobody refused: {:?}", member.refused_peers());
     let done = loop {
         let line = lines.recv_timeout(T).expect("the successor's report");
