@@ -132,6 +132,7 @@ impl Inbound {
             channel: self.channel,
             mode: self.cfg.back_pressure,
             stop: stop.clone(),
+            ended: Stop::new(),
             asked: HashMap::new(),
             acked: HashMap::new(),
             tick: 0,
@@ -153,6 +154,10 @@ impl Inbound {
         // may run one after the undeclaration) then finds nothing and
         // returns, and the peer and the state file are dropped here, not on a
         // Zenoh thread.
+        // The run's own end, set before this thread takes the core back: a
+        // callback waiting for ring space (holding the lock) gives up, also
+        // when the run ends on an error rather than the caller's stop.
+        let ended = core.ended.clone();
         let shared = Arc::new(Mutex::new(Some(core)));
         let in_callback = Arc::clone(&shared);
         let subscriber = session
@@ -176,6 +181,7 @@ impl Inbound {
             ready();
             clock(&shared, stop, self.cfg.ack_every)
         });
+        ended.stop();
         drop(subscriber);
         // The run's end: later callbacks find `None`. A poisoned lock still
         // yields the core (the state file keeps what the panic left: the next
@@ -219,6 +225,8 @@ struct Core {
     channel: usize,
     mode: BackPressure,
     stop: Stop,
+    /// Set when the run ends (`run`), whatever ended it.
+    ended: Stop,
     /// This bridge's id in acknowledgements.
     me: u64,
     /// Streams with a gap, and when they were last asked to resume.
@@ -256,7 +264,7 @@ impl Core {
     /// The callback's body: a failure is kept for the clock thread, and the
     /// callback delivers nothing more.
     fn on_sample(&mut self, sample: &zenoh::sample::Sample) {
-        if self.failed.is_some() || self.stop.is_stopped() {
+        if self.failed.is_some() || self.stop.is_stopped() || self.ended.is_stopped() {
             return;
         }
         match self.sample(sample) {
@@ -352,7 +360,8 @@ impl Core {
     fn deliver(&self, payload: &ZBytes, stamped: Option<(usize, u64, u64)>) -> Result<bool, BridgeError> {
         // Cheap: our ring exists (made in `run`), so this only borrows the peer.
         let tx = self.peer.sender(self.channel)?;
-        let delivered = Deliver { tx: &tx, state: &self.state, mode: self.mode, stop: &self.stop }.send(payload, stamped)?;
+        let delivered =
+            Deliver { tx: &tx, state: &self.state, mode: self.mode, stop: &self.stop, ended: &self.ended }.send(payload, stamped)?;
         if let Some((i, seq, _)) = stamped {
             self.state.sent(i, seq);
         }
@@ -372,6 +381,7 @@ struct Deliver<'a, 'p> {
     state: &'a StateFile,
     mode: BackPressure,
     stop: &'a Stop,
+    ended: &'a Stop,
 }
 
 impl Deliver<'_, '_> {
@@ -389,7 +399,7 @@ impl Deliver<'_, '_> {
                     if self.mode == BackPressure::Drop {
                         return Ok(false);
                     }
-                    if self.stop.is_stopped() {
+                    if self.stop.is_stopped() || self.ended.is_stopped() {
                         return Err(BridgeError::Stopped);
                     }
                     std::thread::sleep(Duration::from_micros(100));
@@ -425,7 +435,7 @@ impl Deliver<'_, '_> {
                     if self.mode == BackPressure::Drop {
                         return Ok(false);
                     }
-                    if self.stop.is_stopped() {
+                    if self.stop.is_stopped() || self.ended.is_stopped() {
                         return Err(BridgeError::Stopped);
                     }
                     message = e.message;
