@@ -15,7 +15,7 @@
 //! | 8 | 4 | layout version (2) |
 //! | 12 | 4 | kind (1 = SPSC, 2 = MPMC) |
 //! | 16 | 8 | capacity (power of two) |
-//! | 24..128 | | reserved, zero |
+//! | 24..128 | | padding (never written or read) |
 //! | 128 | 8 | head: consumer index (SPSC) / dequeue position (MPMC) |
 //! | 256 | 8 | tail: producer index (SPSC) / enqueue position (MPMC) |
 //! | 384 | 8 × capacity × words-per-cell | cells |
@@ -452,15 +452,15 @@ pub(crate) fn capacity_of<M: RingMemory>(mem: &M, kind: Kind) -> u64 {
 /// ```
 pub const BELL_MAGIC: u32 = u32::from_le_bytes(*b"BELL");
 
-/// A doorbell's words: one padded line (layout version 1).
+/// A doorbell's words: one padded line (the ring's layout version, 2).
 ///
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 4 | `seq`: futex word, bumped by a notifier that saw parked waiters |
 /// | 4 | 4 | `waiters`: low 16 bits parked (futex) waiters, high 16 bits armed (eventfd) waiters |
 /// | 8 | 4 | magic `BELL_MAGIC` (written last, Release) |
-/// | 12 | 4 | layout version (1) |
-/// | 16..128 | | reserved, zero |
+/// | 12 | 4 | layout version (2) |
+/// | 16..128 | | padding (never written or read) |
 ///
 /// # Examples
 ///
