@@ -15,24 +15,12 @@ use numashm_region::RegionOptions;
 
 const DOC: &str = include_str!("../../../docs/ownership.md");
 
+#[path = "../../region/src/doc_table.rs"]
+mod doc_table;
+
 /// The body rows of the first table after `anchor`, as trimmed cells.
 fn table_after(anchor: &str) -> Vec<Vec<&'static str>> {
-    let start = DOC
-        .find(anchor)
-        .unwrap_or_else(|| panic!("{anchor:?} is not in docs/ownership.md"));
-    DOC[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split(" | ")
-                .map(str::trim)
-                .collect()
-        })
-        .collect()
+    doc_table::table_after(DOC, "docs/ownership.md", anchor)
 }
 
 /// `text` split at the commas outside parentheses and braces.

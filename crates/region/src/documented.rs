@@ -15,24 +15,12 @@ use core::mem::{offset_of, size_of};
 
 const DOC: &str = include_str!("../../../docs/region.md");
 
+#[path = "doc_table.rs"]
+mod doc_table;
+
 /// The body rows of the first table after `anchor`, as trimmed cells.
 fn table_after(anchor: &str) -> Vec<Vec<&'static str>> {
-    let start = DOC
-        .find(anchor)
-        .unwrap_or_else(|| panic!("{anchor:?} is not in docs/region.md"));
-    DOC[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split(" | ")
-                .map(str::trim)
-                .collect()
-        })
-        .collect()
+    doc_table::table_after(DOC, "docs/region.md", anchor)
 }
 
 /// The size of the header field `f` selects.

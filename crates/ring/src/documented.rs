@@ -30,28 +30,17 @@ struct Row {
     field: &'static str,
 }
 
+#[path = "../../region/src/doc_table.rs"]
+mod doc_table;
+
 /// The body rows of the first table after `anchor`.
 fn table_after(anchor: &str) -> Vec<Row> {
-    let start = DOC
-        .find(anchor)
-        .unwrap_or_else(|| panic!("{anchor:?} is not in docs/ring.md"));
-    DOC[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| {
-            let cells: Vec<&str> = l
-                .trim()
-                .trim_matches('|')
-                .split(" | ")
-                .map(str::trim)
-                .collect();
-            Row {
-                offset: cells[0].parse().expect("offset column"),
-                size: cells[1],
-                field: cells[2],
-            }
+    doc_table::table_after(DOC, "docs/ring.md", anchor)
+        .into_iter()
+        .map(|cells| Row {
+            offset: cells[0].parse().expect("offset column"),
+            size: cells[1],
+            field: cells[2],
         })
         .collect()
 }
